@@ -1,0 +1,561 @@
+"""NUMA topologies: load and validate qemu-configs/topologies/*.yaml, and turn them into QEMU arguments.
+
+A topology says which vCPUs and which guest-physical RAM ranges belong to which node.
+The guest learns it from an ACPI SRAT and SLIT that we generate (harness.acpi) and pass
+with ``-acpitable``; no ``-numa`` option is used, because QEMU's -numa can only give each
+node one contiguous chunk and we need interleaved layouts (node0 = 0-2G + 4-6G, ...).
+
+Every range is checked against the guest's real RAM map (q35 puts a PCI hole below 4G),
+so a topology that validates here describes memory that really exists in the guest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import acpi
+from harness.errors import TopologyError, UserError
+
+log = logging.getLogger(__name__)
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+_SUFFIX = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
+
+# Node boundaries must sit on x86_64 memory section boundaries (SECTION_SIZE_BITS = 27,
+# 128 MiB). With a boundary inside a section, that section spans two nodes: sparsemem
+# keeps one node per section (and per memory block in /sys/devices/system/memory), so the
+# kernel would warn or misattribute pages, and per-node sysfs/metrics would not match the
+# model. Whole sections keep every node's memory block-aligned.
+SECTION_SIZE = 128 * MiB
+
+# q35 in QEMU 7.2 (pc_q35_init): with 2.75G of RAM or more, RAM below 4G stops at 2G and
+# the rest is mapped from 4G; below that, all RAM sits at [0, total).
+Q35_LOWMEM_THRESHOLD = 0xB0000000  # 2.75 GiB
+Q35_LOWMEM_SPLIT = 2 * GiB
+FOUR_GIB = 4 * GiB
+
+LOCAL_DISTANCE = 10  # ACPI: the diagonal of the SLIT is always 10
+REMOTE_DISTANCE = 20  # Linux's default for a remote node
+MAX_DISTANCE = 254  # 255 means "unreachable" in the SLIT
+
+# One socket in xAPIC mode: SRAT type 0 entries carry an 8-bit APIC id and 0xff is broadcast.
+MAX_CPUS = 255
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TOPOLOGY_DIR = REPO_ROOT / "qemu-configs" / "topologies"
+
+_TOP_KEYS = {"name", "description", "machine", "memory", "cpus", "nodes", "distances"}
+_NODE_KEYS = {"id", "cpus", "memory", "ranges"}
+_RANGE_KEYS = {"start", "size"}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One NUMA node: its vCPUs and its guest-physical RAM ranges ([start, end) bytes)."""
+
+    id: int
+    cpus: tuple[int, ...]
+    ranges: tuple[tuple[int, int], ...]
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(end - start for start, end in self.ranges)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A validated NUMA topology. Build it with load(), not by hand."""
+
+    name: str
+    path: Path
+    description: str
+    machine: str
+    memory_bytes: int
+    cpus: int
+    nodes: tuple[Node, ...]
+    distances: tuple[tuple[int, ...], ...]
+
+    def ram_map(self) -> tuple[tuple[int, int], ...]:
+        """The guest's real RAM ranges, [start, end) bytes, ascending."""
+        return ram_map(self.machine, self.memory_bytes)
+
+    def node_of(self, addr: int) -> int | None:
+        """The node that owns guest-physical byte ``addr``, or None if it is not RAM."""
+        for node in self.nodes:
+            for start, end in node.ranges:
+                if start <= addr < end:
+                    return node.id
+        return None
+
+    def node_of_cpu(self, cpu: int) -> int:
+        for node in self.nodes:
+            if cpu in node.cpus:
+                return node.id
+        raise ValueError(f"cpu {cpu} is not in topology {self.name}")
+
+
+# --------------------------------------------------------------------------- memory map
+
+
+def ram_map(machine: str, total: int) -> tuple[tuple[int, int], ...]:
+    """The guest's real RAM ranges for ``total`` bytes of RAM on ``machine``."""
+    if machine != "q35":
+        raise ValueError(f"no memory map known for machine {machine!r}")
+    if total >= Q35_LOWMEM_THRESHOLD:
+        return ((0, Q35_LOWMEM_SPLIT), (FOUR_GIB, FOUR_GIB + total - Q35_LOWMEM_SPLIT))
+    return ((0, total),)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def list_topologies() -> list[str]:
+    """Names of the topologies shipped in qemu-configs/topologies/."""
+    return sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml"))
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """A topology name (``two-node``) or a path to a YAML file, as a path."""
+    text = os.fspath(name_or_path)
+    if isinstance(name_or_path, Path) or os.sep in text or text.endswith((".yaml", ".yml")):
+        return Path(text)
+    return TOPOLOGY_DIR / f"{text}.yaml"
+
+
+def load(name_or_path: str | os.PathLike) -> Topology:
+    """Load and validate a topology; raises TopologyError naming the file and field."""
+    path = resolve(name_or_path)
+    if not path.is_file():
+        raise TopologyError(
+            f"{_display(path)}: no such topology file; known topologies: "
+            f"{', '.join(list_topologies()) or '(none)'}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"{_display(path)}: not valid YAML: {exc}") from exc
+    topo = _Parser(path).parse(data)
+    log.debug("loaded topology %s from %s: %d nodes", topo.name, path, len(topo.nodes))
+    return topo
+
+
+def _display(path: Path) -> str:
+    """The path as users should see it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an int or a string like ``512M``, ``1.5G``, ``0x80000000`` (K/M/G/T are powers of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size, got a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a size such as 512M or 2G, got {value!r}")
+    text = value.strip()
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", text):
+        return int(text, 16)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"expected a size such as 512M or 2G, got {value!r}")
+    try:
+        amount = Decimal(m.group(1)) * _SUFFIX[m.group(2).upper()]
+    except InvalidOperation as exc:  # pragma: no cover - the regex already excludes this
+        raise ValueError(f"bad size {value!r}") from exc
+    if amount != amount.to_integral_value():
+        raise ValueError(f"{value!r} is not a whole number of bytes")
+    return int(amount)
+
+
+def parse_cpus(value: Any) -> list[int]:
+    """CPU numbers from a list of ints, an int, or a string like ``"0-1,4"`` (empty = none)."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        raise ValueError("expected a CPU list, got a boolean")
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list):
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+            raise ValueError(f"expected a list of CPU numbers, got {value!r}")
+        return list(value)
+    if isinstance(value, str):
+        cpus: list[int] = []
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+            if not m:
+                raise ValueError(f"expected CPUs like '0-1,3', got {value!r}")
+            first = int(m.group(1))
+            last = int(m.group(2)) if m.group(2) is not None else first
+            if last < first:
+                raise ValueError(f"range {part!r} goes backwards")
+            cpus.extend(range(first, last + 1))
+        return cpus
+    raise ValueError(f"expected a CPU list such as [0, 1] or '0-1', got {value!r}")
+
+
+def fmt_size(n: int) -> str:
+    """The shortest exact K/M/G spelling of ``n`` bytes (used in QEMU args and reports)."""
+    for suffix, unit in (("G", GiB), ("M", MiB), ("K", KiB)):
+        if n and n % unit == 0:
+            return f"{n // unit}{suffix}"
+    return str(n)
+
+
+class _Parser:
+    """Turns the YAML data of one file into a Topology, failing on the first problem."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.where = _display(path)
+
+    def fail(self, field: str, message: str) -> TopologyError:
+        return TopologyError(f"{self.where}: {field}: {message}")
+
+    def check_keys(self, field: str, data: dict, allowed: set[str]) -> None:
+        unknown = sorted(set(map(str, data)) - allowed)
+        if unknown:
+            raise self.fail(
+                f"{field}.{unknown[0]}" if field else unknown[0],
+                f"unknown key; allowed keys are {', '.join(sorted(allowed))} (check the spelling)",
+            )
+
+    def size(self, field: str, value: Any, *, aligned: bool = True) -> int:
+        try:
+            n = parse_size(value)
+        except ValueError as exc:
+            raise self.fail(field, f"{exc}; write a size such as 512M or 2G") from None
+        if aligned and n % SECTION_SIZE:
+            raise self.fail(
+                field,
+                f"{value!r} is not a multiple of 128M (the x86_64 memory section size); "
+                "round it to a multiple of 128M",
+            )
+        return n
+
+    def parse(self, data: Any) -> Topology:
+        if not isinstance(data, dict):
+            raise self.fail("(top level)", "expected a mapping with name, memory, cpus, nodes")
+        self.check_keys("", data, _TOP_KEYS)
+        for key in ("memory", "cpus", "nodes"):
+            if key not in data:
+                raise self.fail(key, "missing; every topology declares memory, cpus and nodes")
+
+        name = data.get("name", self.path.stem)
+        if name != self.path.stem:
+            raise self.fail(
+                "name", f"{name!r} differs from the file name; name the file {name}.yaml or fix the name"
+            )
+        description = data.get("description") or ""
+        if not isinstance(description, str):
+            raise self.fail("description", "expected text")
+        machine = data.get("machine", "q35")
+        if machine != "q35":
+            raise self.fail(
+                "machine",
+                f"{machine!r} is not supported; only q35's memory map is modeled, use machine: q35",
+            )
+
+        memory = self.size("memory", data["memory"])
+        if memory == 0:
+            raise self.fail("memory", "must be more than 0")
+        cpus = data["cpus"]
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or not 1 <= cpus <= MAX_CPUS:
+            raise self.fail("cpus", f"expected a vCPU count from 1 to {MAX_CPUS}, got {cpus!r}")
+
+        real = ram_map(machine, memory)
+        nodes = self.parse_nodes(data["nodes"], memory, cpus, real)
+        distances = self.parse_distances(data.get("distances"), len(nodes))
+        return Topology(
+            name=name,
+            path=self.path,
+            description=description.strip(),
+            machine=machine,
+            memory_bytes=memory,
+            cpus=cpus,
+            nodes=nodes,
+            distances=distances,
+        )
+
+    # ---- nodes
+
+    def parse_nodes(
+        self, raw: Any, memory: int, cpus: int, real: tuple[tuple[int, int], ...]
+    ) -> tuple[Node, ...]:
+        if not isinstance(raw, list) or not raw:
+            raise self.fail("nodes", "expected a non-empty list of nodes")
+
+        owner: dict[int, int] = {}  # cpu -> node, to catch CPUs given twice
+        node_cpus: list[list[int]] = []
+        sizes: dict[int, int] = {}  # node -> size, contiguous placement
+        explicit: dict[int, list[tuple[int, int]]] = {}  # node -> ranges
+        for i, entry in enumerate(raw):
+            field = f"nodes[{i}]"
+            if not isinstance(entry, dict):
+                raise self.fail(field, "expected a mapping with id, cpus and memory or ranges")
+            self.check_keys(field, entry, _NODE_KEYS)
+            nid = entry.get("id")
+            if nid != i or isinstance(nid, bool):
+                raise self.fail(
+                    f"{field}.id",
+                    f"is {nid!r}, expected {i}: node ids must be 0..N-1 in list order",
+                )
+            try:
+                these = parse_cpus(entry.get("cpus"))
+            except ValueError as exc:
+                raise self.fail(f"{field}.cpus", str(exc)) from None
+            for cpu in these:
+                if not 0 <= cpu < cpus:
+                    raise self.fail(
+                        f"{field}.cpus", f"cpu {cpu} does not exist: cpus is {cpus}, so use 0..{cpus - 1}"
+                    )
+                if cpu in owner:
+                    where = "this node" if owner[cpu] == i else f"node {owner[cpu]}"
+                    raise self.fail(f"{field}.cpus", f"cpu {cpu} is already given to {where}; list it once")
+                owner[cpu] = i
+            node_cpus.append(sorted(these))
+
+            if "memory" in entry and "ranges" in entry:
+                raise self.fail(field, "give either memory (a size) or ranges, not both")
+            # Zero memory, no memory key and an empty ranges list all mean "memoryless".
+            if "ranges" in entry:
+                found = self.parse_ranges(f"{field}.ranges", entry["ranges"], real)
+                if found:
+                    explicit[i] = found
+            elif entry.get("memory") is not None:
+                size = self.size(f"{field}.memory", entry["memory"])
+                if size:
+                    sizes[i] = size
+
+        missing = sorted(set(range(cpus)) - set(owner))
+        if missing:
+            raise self.fail("nodes", f"cpus {missing} belong to no node; give every vCPU 0..{cpus - 1} a node")
+
+        if sizes and explicit:
+            raise self.fail(
+                f"nodes[{min(explicit)}].ranges",
+                "mixes ranges with nodes that give a memory size; use ranges for every node "
+                "or sizes for every node",
+            )
+        given = sum(sizes.values()) + sum(e - s for r in explicit.values() for s, e in r)
+        if given != memory:
+            raise self.fail(
+                "nodes",
+                f"node memory adds up to {fmt_size(given)} ({given} bytes) but memory is "
+                f"{fmt_size(memory)} ({memory} bytes); make them equal",
+            )
+        if explicit:
+            self.check_overlaps(explicit)
+            ranges = {i: tuple(sorted(r)) for i, r in explicit.items()}
+        else:
+            ranges = self.place_contiguous(sizes, real)
+
+        # Linux numbers nodes by first appearance of their proximity domain in the SRAT,
+        # and it parses all processor entries before any memory entry. A CPU-less node
+        # listed before a node with CPUs would therefore get a different Linux node id.
+        seen_cpuless = None
+        for i, these in enumerate(node_cpus):
+            if not these and not ranges.get(i):
+                raise self.fail(f"nodes[{i}]", "has neither cpus nor memory; remove it or give it some")
+            if not these and seen_cpuless is None:
+                seen_cpuless = i
+            if these and seen_cpuless is not None:
+                raise self.fail(
+                    f"nodes[{seen_cpuless}].cpus",
+                    f"CPU-less node {seen_cpuless} comes before node {i}, which has CPUs; Linux "
+                    "numbers SRAT nodes with CPUs first, so list CPU-less nodes last",
+                )
+
+        return tuple(
+            Node(id=i, cpus=tuple(node_cpus[i]), ranges=ranges.get(i, ())) for i in range(len(raw))
+        )
+
+    def parse_ranges(
+        self, field: str, raw: Any, real: tuple[tuple[int, int], ...]
+    ) -> list[tuple[int, int]]:
+        if not isinstance(raw, list):
+            raise self.fail(field, "expected a list of {start, size}")
+        out = []
+        for j, item in enumerate(raw):
+            where = f"{field}[{j}]"
+            if not isinstance(item, dict):
+                raise self.fail(where, "expected a mapping {start: ..., size: ...}")
+            self.check_keys(where, item, _RANGE_KEYS)
+            for key in ("start", "size"):
+                if key not in item:
+                    raise self.fail(f"{where}.{key}", "missing")
+            start = self.size(f"{where}.start", item["start"])
+            size = self.size(f"{where}.size", item["size"])
+            if size == 0:
+                raise self.fail(f"{where}.size", "must be more than 0")
+            end = start + size
+            if not any(lo <= start and end <= hi for lo, hi in real):
+                raise self.fail(
+                    where,
+                    f"[{start:#x}, {end:#x}) is not RAM in the guest: its RAM is "
+                    f"{_fmt_ranges(real)}; guest-physical 2G-4G is the PCI hole once RAM >= 2.75G, "
+                    "so move the range (or split it) into RAM",
+                )
+            out.append((start, end))
+        return out
+
+    def check_overlaps(self, explicit: dict[int, list[tuple[int, int]]]) -> None:
+        flat = sorted(
+            (start, end, i, j) for i, rs in explicit.items() for j, (start, end) in enumerate(rs)
+        )
+        for (s1, e1, i1, j1), (s2, e2, i2, j2) in zip(flat, flat[1:]):
+            if s2 < e1:
+                raise self.fail(
+                    f"nodes[{i2}].ranges[{j2}]",
+                    f"[{s2:#x}, {e2:#x}) overlaps nodes[{i1}].ranges[{j1}] [{s1:#x}, {e1:#x}); "
+                    "every byte of RAM belongs to exactly one node",
+                )
+
+    @staticmethod
+    def place_contiguous(
+        sizes: dict[int, int], real: tuple[tuple[int, int], ...]
+    ) -> dict[int, tuple[tuple[int, int], ...]]:
+        """Give nodes consecutive chunks of the real RAM map, in node order, across the hole."""
+        chunks = list(real)
+        out: dict[int, tuple[tuple[int, int], ...]] = {}
+        for nid in sorted(sizes):
+            need = sizes[nid]
+            got = []
+            while need:
+                lo, hi = chunks[0]
+                take = min(need, hi - lo)
+                got.append((lo, lo + take))
+                need -= take
+                if lo + take == hi:
+                    chunks.pop(0)
+                else:
+                    chunks[0] = (lo + take, hi)
+            out[nid] = tuple(got)
+        return out
+
+    # ---- distances
+
+    def parse_distances(self, raw: Any, n: int) -> tuple[tuple[int, ...], ...]:
+        if raw is None:
+            return tuple(
+                tuple(LOCAL_DISTANCE if i == j else REMOTE_DISTANCE for j in range(n)) for i in range(n)
+            )
+        if not isinstance(raw, list) or len(raw) != n:
+            raise self.fail("distances", f"expected {n} rows ({n}x{n} for {n} nodes)")
+        for i, row in enumerate(raw):
+            if not isinstance(row, list) or len(row) != n:
+                raise self.fail(f"distances[{i}]", f"expected a row of {n} numbers ({n}x{n} for {n} nodes)")
+            for j, d in enumerate(row):
+                where = f"distances[{i}][{j}]"
+                if not isinstance(d, int) or isinstance(d, bool):
+                    raise self.fail(where, f"expected a whole number, got {d!r}")
+                if i == j and d != LOCAL_DISTANCE:
+                    raise self.fail(where, f"is {d}; a node's distance to itself must be {LOCAL_DISTANCE}")
+                if i != j and not LOCAL_DISTANCE < d <= MAX_DISTANCE:
+                    raise self.fail(
+                        where,
+                        f"is {d}; distances between nodes must be {LOCAL_DISTANCE + 1}..{MAX_DISTANCE} "
+                        "(Linux rejects the whole SLIT otherwise; 255 means unreachable)",
+                    )
+        # Required symmetric: ACPI allows asymmetric SLITs, but the scheduler's NUMA levels
+        # (sched_init_numa) and the reference model assume d(a,b) == d(b,a).
+        for i in range(n):
+            for j in range(i + 1, n):
+                if raw[i][j] != raw[j][i]:
+                    raise self.fail(
+                        f"distances[{j}][{i}]",
+                        f"is {raw[j][i]} but distances[{i}][{j}] is {raw[i][j]}; the matrix must be symmetric",
+                    )
+        return tuple(tuple(row) for row in raw)
+
+
+def _fmt_ranges(ranges) -> str:
+    return " + ".join(f"[{s:#x}, {e:#x})" for s, e in ranges) or "(none)"
+
+
+def _fmt_range(start: int, end: int) -> str:
+    return f"[{start:#011x}, {end:#011x}) {fmt_size(end - start)}"
+
+
+# --------------------------------------------------------------------------- QEMU
+
+
+def _argv(topo: Topology, workdir: Path) -> list[str]:
+    def acpitable(path: Path) -> str:
+        text = str(path)
+        if ":" in text:
+            # -acpitable splits file= on ':' to concatenate several files.
+            raise UserError(f"{workdir}: work directory path contains ':', which -acpitable cannot take")
+        return "file=" + text.replace(",", ",,")  # QEMU option syntax escapes ',' by doubling it
+
+    return [
+        "-machine", topo.machine,
+        "-m", fmt_size(topo.memory_bytes),
+        # Explicit shape so the APIC ids are 0..N-1, the ids the SRAT names (acpi.apic_id).
+        "-smp", f"{topo.cpus},sockets=1,cores={topo.cpus},threads=1",
+        "-acpitable", acpitable(workdir / "srat.bin"),
+        "-acpitable", acpitable(workdir / "slit.bin"),
+    ]  # fmt: skip
+
+
+def qemu_args(topo: Topology, workdir: Path) -> list[str]:
+    """QEMU arguments for ``topo``; writes workdir/srat.bin and workdir/slit.bin.
+
+    No -numa options: QEMU would build its own SRAT from them (one contiguous range per
+    node), and with none it builds no SRAT/SLIT of its own, so ours are the only ones.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for fname, blob in (("srat.bin", acpi.srat(topo)), ("slit.bin", acpi.slit(topo))):
+        # Written atomically: a VM started concurrently never sees half a table.
+        tmp = workdir / f".{fname}.tmp"
+        tmp.write_bytes(blob)
+        os.replace(tmp, workdir / fname)
+    argv = _argv(topo, workdir)
+    log.debug("qemu args for %s: %s", topo.name, " ".join(argv))
+    return argv
+
+
+def describe(topo: Topology) -> str:
+    """Human-readable summary for ``harness topology show``: ranges, SRAT, SLIT, QEMU argv."""
+    lines = [f"topology {topo.name} ({_display(topo.path)})"]
+    lines += [f"  {line}" for line in topo.description.splitlines()]
+    lines.append(f"machine {topo.machine}, memory {fmt_size(topo.memory_bytes)} ({topo.memory_bytes} bytes), "
+                 f"{topo.cpus} vCPUs")  # fmt: skip
+    lines.append("guest RAM map: " + ", ".join(_fmt_range(s, e) for s, e in topo.ram_map()))
+    lines.append("nodes:")
+    for node in topo.nodes:
+        cpus = ",".join(map(str, node.cpus)) or "none"
+        mem = ", ".join(_fmt_range(s, e) for s, e in node.ranges) or "none (memoryless)"
+        lines.append(f"  node {node.id}: cpus {cpus}; memory {fmt_size(node.memory_bytes) if node.ranges else '0'}: {mem}")
+    lines.append(f"SRAT (revision {acpi.SRAT_REVISION}):")
+    for node in topo.nodes:
+        for cpu in node.cpus:
+            lines.append(f"  processor affinity: APIC id {acpi.apic_id(cpu)} -> node {node.id}, flags enabled")
+    for node in topo.nodes:
+        for start, end in node.ranges:
+            lines.append(
+                f"  memory affinity: base {start:#018x} length {end - start:#018x} -> node {node.id}, flags enabled"
+            )
+    lines.append("SLIT:")
+    lines.append(" " * 9 + "".join(f"{j:>5}" for j in range(len(topo.nodes))))
+    for i, row in enumerate(topo.distances):
+        lines.append(f"  node {i:<2}" + "".join(f"{d:>5}" for d in row))
+    lines.append("QEMU argv (tables written by qemu_args into the VM's work directory):")
+    lines.append("  " + " ".join(_argv(topo, Path("<workdir>"))))
+    return "\n".join(lines)
