@@ -1,0 +1,251 @@
+"""Build the guest initramfs: a cached base archive plus a tiny per-run key archive.
+
+The base (busybox, stress-ng, numactl, dropbear, pfbench, their libraries, /init,
+an ssh host key) takes seconds to build and is cached under a content key. The
+per-run ssh public key goes into a second gzip cpio appended to it: the kernel
+unpacks concatenated archives in order, so a new key costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from harness.errors import InfraError
+
+from .cpio import CpioWriter
+
+log = logging.getLogger(__name__)
+
+#: bump when the layout of the image changes in a way the inputs do not show
+IMAGE_FORMAT = 3
+
+READY_MARKER = "REGION-HARNESS-READY"
+
+#: guest path -> host program; the guest paths are where PATH finds them
+PROGRAMS = {
+    "usr/bin/stress-ng": "stress-ng",
+    "usr/bin/numactl": "numactl",
+    "usr/sbin/dropbear": "dropbear",
+    "usr/bin/dropbearkey": "dropbearkey",
+}
+BUSYBOX = "busybox"
+
+_PASSWD = "root:x:0:0:root:/root:/bin/sh\n"
+# dropbear rejects a login whose shell is not listed here
+_SHELLS = "/bin/sh\n/bin/ash\n"
+_GROUP = "root:x:0:\n"
+
+
+def _guest_file(name: str) -> bytes:
+    return resources.files("harness.guest").joinpath("files", name).read_bytes()
+
+
+def _which(prog: str) -> Path:
+    found = shutil.which(prog, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if not found:
+        raise InfraError(f"guest image needs {prog!r} on the host, not found in PATH")
+    return Path(found)
+
+
+def _libraries(binary: Path) -> dict[str, Path]:
+    """Shared objects a binary needs, as {path the loader looks up: host file}.
+
+    ldd prints both "name => /path (addr)" lines and the bare loader line
+    "/lib64/ld-linux-x86-64.so.2 (addr)"; a static binary prints neither.
+    """
+    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        if "not a dynamic executable" in out:
+            return {}
+        raise InfraError(f"ldd {binary} failed: {out.strip()}")
+    libs: dict[str, Path] = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if "not found" in line:
+            raise InfraError(f"{binary}: missing shared library: {line}")
+        m = re.match(r"\S+ => (/\S+) \(0x", line) or re.match(r"(/\S+) \(0x", line)
+        if m:
+            libs[m.group(1)] = Path(m.group(1))
+    return libs
+
+
+def _inputs() -> dict[str, Path]:
+    """Every host binary that goes into the image, keyed by its guest path."""
+    files = {"bin/busybox": _which(BUSYBOX)}
+    for guest_path, prog in PROGRAMS.items():
+        files[guest_path] = _which(prog)
+    return files
+
+
+def base_key(files: dict[str, Path] | None = None) -> str:
+    """Content key of the base image: scripts, pfbench source, binaries, libraries.
+
+    Binaries are keyed on path, size and mtime instead of their bytes: stress-ng and
+    its libraries are tens of MiB and a package upgrade changes the mtime anyway.
+    """
+    files = files if files is not None else _inputs()
+    h = hashlib.sha256()
+    h.update(f"format={IMAGE_FORMAT}\n".encode())
+    for name in ("init.sh", "pfbench.c"):
+        h.update(name.encode() + b"\0" + hashlib.sha256(_guest_file(name)).digest())
+    everything: dict[str, Path] = dict(files)
+    for host in files.values():
+        everything.update(_libraries(host))
+    for guest_path in sorted(everything):
+        host = everything[guest_path]
+        st = host.stat()  # follows symlinks: the real library file
+        h.update(f"{guest_path}={host.resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _compile_pfbench(workdir: Path) -> bytes:
+    src = workdir / "pfbench.c"
+    src.write_bytes(_guest_file("pfbench.c"))
+    out = workdir / "pfbench"
+    cc = os.environ.get("CC", "gcc")
+    proc = subprocess.run(
+        [cc, "-static", "-O2", "-Wall", "-o", str(out), str(src)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise InfraError(f"compiling pfbench failed:\n{proc.stderr.strip()}")
+    return out.read_bytes()
+
+
+def _host_key(workdir: Path) -> bytes:
+    """A dropbear host key made now, so that no guest boot spends time on one."""
+    key = workdir / "dropbear_ed25519_host_key"
+    proc = subprocess.run(
+        [str(_which("dropbearkey")), "-t", "ed25519", "-f", str(key)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise InfraError(f"dropbearkey failed: {proc.stderr.strip()}")
+    return key.read_bytes()
+
+
+def _busybox_links(busybox: Path) -> list[str]:
+    proc = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise InfraError(f"{busybox} --list-full failed: {proc.stderr.strip()}")
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+
+
+def _build_base(dest: Path, files: dict[str, Path]) -> None:
+    w = CpioWriter()
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "lib", "lib64", "etc/dropbear",
+              "proc", "sys", "dev", "tmp", "run", "var/log", "mnt"):
+        w.add_dir(d)
+    w.add_dir("root", 0o700)
+    # the kernel opens /dev/console for init before any devtmpfs is mounted
+    w.add_chardev("dev/console", 5, 1)
+    w.add_chardev("dev/null", 1, 3, 0o666)
+
+    w.add_file("init", _guest_file("init.sh"), 0o755)
+    w.add_file("etc/passwd", _PASSWD.encode())
+    w.add_file("etc/group", _GROUP.encode())
+    w.add_file("etc/shells", _SHELLS.encode())
+
+    libs: dict[str, Path] = {}
+    for guest_path, host in files.items():
+        w.add_file(guest_path, host.read_bytes(), 0o755)
+        libs.update(_libraries(host))
+    for guest_path in sorted(libs):
+        w.add_file(guest_path, libs[guest_path].read_bytes(), 0o755)
+
+    taken = set(files)
+    for link in _busybox_links(files["bin/busybox"]):
+        if link not in taken and link != "bin/busybox":
+            w.add_symlink(link, "/bin/busybox")
+            taken.add(link)
+
+    with tempfile.TemporaryDirectory(prefix="rh-guest-") as tmp:
+        w.add_file("usr/bin/pfbench", _compile_pfbench(Path(tmp)), 0o755)
+        w.add_file("etc/dropbear/dropbear_ed25519_host_key", _host_key(Path(tmp)), 0o600)
+
+    _write_atomic(dest, w.finish_gzip())
+
+
+def _write_atomic(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the image holds no secret worth hiding
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_base_initramfs(cache_dir: Path) -> Path:
+    """The cached base archive, rebuilt only when one of its inputs changed."""
+    cache_dir = Path(cache_dir)
+    files = _inputs()
+    key = base_key(files)
+    dest = cache_dir / f"initramfs-{key}.cpio.gz"
+    if dest.exists():
+        log.debug("guest image %s is up to date", dest)
+        return dest
+    log.info("building guest image %s", dest)
+    _build_base(dest, files)
+    meta = {"key": key, "format": IMAGE_FORMAT,
+            "inputs": {k: str(v) for k, v in sorted(files.items())},
+            "size_bytes": dest.stat().st_size}
+    _write_atomic(dest.with_suffix("").with_suffix(".json"),
+                  (json.dumps(meta, indent=2) + "\n").encode())
+    log.info("guest image built: %s (%d KiB)", dest, meta["size_bytes"] // 1024)
+    return dest
+
+
+def key_archive(authorized_key: str) -> bytes:
+    """The per-run gzip cpio holding /root/.ssh/authorized_keys (modes dropbear accepts)."""
+    line = authorized_key.strip()
+    if not line or "\n" in line:
+        raise ValueError("authorized_key must be one public key line")
+    w = CpioWriter()
+    w.add_dir("root", 0o700)
+    w.add_dir("root/.ssh", 0o700)
+    w.add_file("root/.ssh/authorized_keys", (line + "\n").encode(), 0o600)
+    return w.finish_gzip()
+
+
+def build_initramfs(cache_dir: Path, authorized_key: str | None = None,
+                    dest: Path | None = None) -> Path:
+    """Return an initramfs to boot: the cached base, plus the key archive if a key is given.
+
+    With a key, the result is the base followed by the key archive, written to
+    ``dest`` (default: next to the base, named after the key's hash) atomically.
+    Pass a per-VM ``dest`` (e.g. in the VM workdir) to keep per-run files out of the cache.
+    """
+    base = build_base_initramfs(Path(cache_dir))
+    if authorized_key is None:
+        return base
+    extra = key_archive(authorized_key)
+    if dest is None:
+        khash = hashlib.sha256(authorized_key.strip().encode()).hexdigest()[:12]
+        dest = base.with_name(base.name.replace(".cpio.gz", f"-key-{khash}.cpio.gz"))
+    dest = Path(dest)
+    _write_atomic(dest, base.read_bytes() + extra)
+    return dest
+
+
+def prepare_run(cache_dir: Path, run_dir: Path) -> tuple[Path, Path]:
+    """Per-run guest files in ``run_dir``: (initrd with a fresh authorized key, private key)."""
+    from .sshkey import make_ssh_key
+
+    run_dir = Path(run_dir)
+    key_path, public = make_ssh_key(run_dir)
+    initrd = build_initramfs(Path(cache_dir), public, dest=run_dir / "initrd.cpio.gz")
+    return initrd, key_path

@@ -1,0 +1,566 @@
+"""Run one QEMU guest: launch, serial console, ready wait, problem detection, shutdown.
+
+Conventions from QEMU's python machine class (context manager, soft stop then kill,
+launch errors carry argv and console tail) and drgn's vmtest (-no-reboot with
+panic=-1, QEMU dies with its parent through PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pexpect
+
+from harness.errors import GuestKernelError, VMError
+
+from . import console as con
+
+log = logging.getLogger(__name__)
+
+QEMU = "qemu-system-x86_64"
+READY_MARKER = "REGION-HARNESS-READY"
+GUEST_PORT = 22
+
+_PR_SET_PDEATHSIG = 1
+# QEMU's words when the host port of a hostfwd rule is taken by someone else
+_PORT_TAKEN = ("Could not set up host forwarding rule", "Address already in use")
+_PORT_RETRIES = 5
+
+# ports handed out by this process and not yet released: two VMs started at the same
+# time in one process must not pick the same port between bind-probe and QEMU's bind
+_ports_lock = threading.Lock()
+_ports_in_use: set[int] = set()
+
+
+def _pick_port() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with _ports_lock:
+            if port not in _ports_in_use:
+                _ports_in_use.add(port)
+                return port
+    raise VMError("could not find a free TCP port on 127.0.0.1")
+
+
+def _release_port(port: int | None) -> None:
+    with _ports_lock:
+        _ports_in_use.discard(port)
+
+
+@functools.lru_cache(maxsize=None)
+def qemu_version(qemu: str = QEMU) -> str:
+    """First line of ``qemu --version``, recorded with every run."""
+    try:
+        out = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise VMError(f"cannot run {qemu} --version: {exc}") from exc
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise VMError(f"{qemu} --version failed: {out.stderr.strip()}")
+    return lines[0]
+
+
+def build_argv(kernel: Path, initrd: Path, port: int, accel: str,
+               qemu_args: list[str], append: str = "", qemu: str = QEMU) -> list[str]:
+    """The QEMU command line; machine, memory, smp and ACPI tables come in qemu_args."""
+    if accel not in ("tcg", "kvm"):
+        raise ValueError(f"accel must be tcg or kvm here, not {accel!r}")
+    cmdline = "console=ttyS0 panic=-1"
+    if append.strip():
+        cmdline += " " + append.strip()
+    return [
+        qemu,
+        "-nographic",
+        # serial on stdio (the pty pexpect reads) and no monitor there, so the console
+        # stream is only the guest's serial output and no Ctrl-A escapes apply
+        "-serial", "stdio",
+        "-monitor", "none",
+        # a panic (panic=-1 reboots at once) or a reboot ends QEMU instead of looping
+        "-no-reboot",
+        "-kernel", str(kernel),
+        "-initrd", str(initrd),
+        "-append", cmdline,
+        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
+        "-device", "virtio-net-pci,netdev=n0",
+        "-accel", accel,
+        *qemu_args,
+    ]
+
+
+@dataclass
+class VMRecord:
+    """What a run needs to be reproduced and compared: written to workdir/vm.json."""
+
+    name: str
+    argv: list[str] = field(default_factory=list)
+    qemu_version: str = ""
+    accel: str = ""
+    port: int | None = None
+    pid: int | None = None
+    boot_seconds: float | None = None
+    ssh_seconds: float | None = None
+    exit_status: int | None = None
+    error: str | None = None
+
+
+def _child_setup(stderr_path: str) -> None:
+    """Runs in the forked child before exec (pexpect already made it a session leader)."""
+    # QEMU must not outlive the harness, even on SIGKILL of the harness
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    # QEMU's own messages go to a file, so the pty carries only the guest console
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+class _PortTaken(Exception):
+    pass
+
+
+class VM:
+    """A QEMU guest as a context manager: ``with VM(...) as vm: vm.run("uname -r")``.
+
+    Entering launches QEMU and waits for the ready marker; leaving always shuts the
+    guest down and reaps QEMU. The workdir holds console.log, qemu-stderr.log and
+    vm.json; give every VM its own workdir.
+    """
+
+    def __init__(self, kernel: Path, initrd: Path, workdir: Path, qemu_args: list[str],
+                 append: str = "", accel: str = "auto", boot_timeout: float = 120,
+                 name: str | None = None, ssh_key: Path | None = None,
+                 cache_dir: Path | None = None, qemu: str = QEMU):
+        self.kernel = Path(kernel)
+        self.initrd = Path(initrd)
+        self.workdir = Path(workdir)
+        self.qemu_args = list(qemu_args)
+        self.append = append
+        self.requested_accel = accel
+        self.boot_timeout = boot_timeout
+        self.name = name or self.workdir.name
+        self.ssh_key = Path(ssh_key) if ssh_key else None
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.qemu = qemu
+        self.record = VMRecord(name=self.name)
+
+        self.console_log = self.workdir / "console.log"
+        self.stderr_log = self.workdir / "qemu-stderr.log"
+
+        self._child: pexpect.spawn | None = None
+        self._logfile = None
+        self._reader: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._lines: list[str] = []   # complete console lines
+        self._partial = ""            # the line being written
+        self._scanned = 0             # lines already checked for problems
+        self._problem: tuple[int, str] | None = None
+        self._problem_time: float | None = None
+        self._ready_time: float | None = None
+        self._eof = False
+        self._start_time: float | None = None
+        self._ssh = None
+        self._shutdown_lock = threading.Lock()
+        self._stopped = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> "VM":
+        try:
+            self.start()
+        except BaseException:
+            # __exit__ is not called when __enter__ raises: clean up here
+            self.shutdown()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def start(self) -> None:
+        """Launch QEMU and wait until the guest prints the ready marker."""
+        for attempt in range(_PORT_RETRIES):
+            self.launch()
+            try:
+                self.wait_ready()
+                return
+            except _PortTaken:
+                log.info("%s: port %s was taken, retrying with another", self.name,
+                         self.record.port)
+                self._kill_and_reap()
+                self._reset()
+        raise VMError(f"{self.name}: no free port after {_PORT_RETRIES} attempts",
+                      argv=self.record.argv)
+
+    def _reset(self) -> None:
+        with self._cond:
+            self._lines, self._partial, self._scanned = [], "", 0
+            self._problem = self._problem_time = self._ready_time = None
+            self._eof = False
+        self._stopped = False
+
+    def _resolve_accel(self) -> str:
+        if self.requested_accel in ("tcg", "kvm"):
+            return self.requested_accel
+        from .accel import choose_accel, default_cache_dir
+
+        return choose_accel(self.kernel, self.initrd,
+                            self.cache_dir or default_cache_dir(), self.requested_accel)
+
+    def launch(self) -> None:
+        """Start QEMU (no waiting): console reader thread running, record filled in."""
+        for path, what in ((self.kernel, "kernel"), (self.initrd, "initrd")):
+            if not path.is_file():
+                raise VMError(f"{self.name}: {what} {path} does not exist")
+        if shutil.which(self.qemu) is None:
+            raise VMError(f"{self.qemu} not found in PATH")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        accel = self._resolve_accel()
+        port = _pick_port()
+        argv = build_argv(self.kernel, self.initrd, port, accel, self.qemu_args,
+                          self.append, self.qemu)
+        self.record.argv, self.record.accel, self.record.port = argv, accel, port
+        self.record.qemu_version = qemu_version(self.qemu)
+        self.record.boot_seconds = self.record.exit_status = self.record.error = None
+        log.info("%s: starting %s (accel %s, ssh port %d)", self.name, self.kernel, accel, port)
+        log.debug("%s: argv %s", self.name, argv)
+
+        self._logfile = open(self.console_log, "ab")
+        self._start_time = time.monotonic()
+        stderr_path = str(self.stderr_log)
+        try:
+            self._child = pexpect.spawn(
+                argv[0], argv[1:], encoding=None, echo=False, timeout=None,
+                preexec_fn=lambda: _child_setup(stderr_path),
+                dimensions=(50, 200),
+            )
+        except (pexpect.ExceptionPexpect, OSError) as exc:
+            self._logfile.close()
+            _release_port(port)
+            raise VMError(f"{self.name}: cannot start QEMU: {exc}", argv=argv) from exc
+        self.record.pid = self._child.pid
+        self._write_record()
+        self._reader = threading.Thread(target=self._read_console, name=f"console-{self.name}",
+                                        daemon=True)
+        self._reader.start()
+
+    # ---------------------------------------------------------------- console
+
+    def _read_console(self) -> None:
+        """Drain the pty all the time: a full pty would stall the guest's serial port.
+
+        Reads the fd directly rather than through pexpect's read_nonblocking, which
+        calls waitpid() on EOF and would race with the reaping in shutdown().
+        """
+        fd = self._child.child_fd
+        logfile = self._logfile
+        while True:
+            try:
+                readable, _, _ = select.select([fd], [], [], 0.5)
+                if not readable:
+                    continue
+                data = os.read(fd, 65536)
+            except (OSError, ValueError):
+                break  # EIO: QEMU closed the pty (exited); EBADF: we closed it
+            if not data:
+                break
+            try:
+                logfile.write(data)
+                logfile.flush()
+            except (OSError, ValueError):
+                pass  # the log is a copy; losing it must not stop the drain
+            self._feed(data.decode("utf-8", errors="replace"))
+        with self._cond:
+            if self._partial:
+                self._lines.append(self._partial)
+                self._partial = ""
+                self._scan_locked()
+            self._eof = True
+            self._cond.notify_all()
+
+    def _feed(self, text: str) -> None:
+        with self._cond:
+            text = (self._partial + text).replace("\r\n", "\n").replace("\r", "\n")
+            parts = text.split("\n")
+            self._partial = parts.pop()
+            self._lines.extend(parts)
+            self._scan_locked()
+            if self._ready_time is None and READY_MARKER in self._partial:
+                self._ready_time = time.monotonic()
+            self._cond.notify_all()
+
+    def _scan_locked(self) -> None:
+        for i in range(self._scanned, len(self._lines)):
+            line = self._lines[i]
+            if self._ready_time is None and line.strip() == READY_MARKER:
+                self._ready_time = time.monotonic()
+            if self._problem is None:
+                kind = con.classify_line(line)
+                if kind:
+                    self._problem = (i, kind)
+                    self._problem_time = time.monotonic()
+                    log.warning("%s: guest kernel reported %s: %s", self.name, kind, line)
+        self._scanned = len(self._lines)
+
+    def console_text(self) -> str:
+        """Everything the guest printed so far."""
+        with self._cond:
+            return "\n".join(self._lines + [self._partial])
+
+    def console_tail(self, lines: int = 60) -> str:
+        with self._cond:
+            return "\n".join((self._lines + [self._partial])[-lines:])
+
+    def _stderr_tail(self, max_chars: int = 4000) -> str:
+        try:
+            return self.stderr_log.read_text(errors="replace")[-max_chars:]
+        except OSError:
+            return ""
+
+    def _tail_for_error(self) -> str:
+        tail = self.console_tail()
+        err = self._stderr_tail().strip()
+        if err:
+            tail += "\n--- qemu stderr ---\n" + err
+        return tail
+
+    def _raise_problem_locked(self) -> None:
+        line, kind = self._problem
+        text = con.excerpt(self._lines + [self._partial], line)
+        self.record.error = f"guest kernel reported {kind}"
+        raise GuestKernelError(kind, text)
+
+    def check_console(self, settle: float = 1.0) -> None:
+        """Raise GuestKernelError if the guest kernel reported a problem so far.
+
+        ``settle``: after a report is first seen, give the kernel this long to finish
+        printing it (stack trace, register dump) so the excerpt is complete.
+        """
+        with self._cond:
+            if self._problem is None:
+                return
+            deadline = self._problem_time + settle
+            while not self._eof and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            self._raise_problem_locked()
+
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Wait for the ready marker; return the boot time in seconds (QEMU start to marker)."""
+        timeout = self.boot_timeout if timeout is None else timeout
+        deadline = self._start_time + timeout
+        with self._cond:
+            while True:
+                if self._problem is not None:
+                    break
+                if self._ready_time is not None:
+                    self.record.boot_seconds = round(self._ready_time - self._start_time, 3)
+                    log.info("%s: ready after %.2f s", self.name, self.record.boot_seconds)
+                    self._write_record()
+                    return self.record.boot_seconds
+                if self._eof:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, 1.0))
+        if self._problem is not None:
+            self.check_console()
+        if self._eof:
+            status = self._wait_exit(5)
+            err = self._stderr_tail()
+            if any(s in err for s in _PORT_TAKEN):
+                raise _PortTaken()
+            self.record.error = f"QEMU exited (status {status}) before the guest was ready"
+            self._write_record()
+            raise VMError(f"{self.name}: {self.record.error}", self._tail_for_error(),
+                          self.record.argv)
+        self.record.error = f"guest not ready within {timeout} s"
+        self._write_record()
+        raise VMError(f"{self.name}: {self.record.error}", self._tail_for_error(),
+                      self.record.argv)
+
+    @property
+    def boot_seconds(self) -> float | None:
+        return self.record.boot_seconds
+
+    @property
+    def accel(self) -> str:
+        return self.record.accel
+
+    @property
+    def port(self) -> int | None:
+        return self.record.port
+
+    @property
+    def pid(self) -> int | None:
+        return self.record.pid
+
+    def is_running(self) -> bool:
+        return self._child is not None and self._child.isalive()
+
+    def send_console(self, text: str) -> None:
+        """Type on the guest console (a shell runs there after boot)."""
+        if self._child is None or not self._child.isalive():
+            raise VMError(f"{self.name}: QEMU is not running")
+        self._child.send(text.encode())
+
+    # ---------------------------------------------------------------- ssh
+
+    @property
+    def ssh(self):
+        """The guest's ssh client, connected on first use."""
+        if self._ssh is None:
+            if self.ssh_key is None:
+                raise VMError(f"{self.name}: no ssh key was given to this VM")
+            if self.record.boot_seconds is None:
+                raise VMError(f"{self.name}: guest is not ready")
+            from .ssh import SSHClient
+
+            t0 = time.monotonic()
+            client = SSHClient("127.0.0.1", self.record.port, self.ssh_key, name=self.name)
+            client.connect(timeout=30)
+            self._ssh = client
+            self.record.ssh_seconds = round(
+                self.record.boot_seconds + (time.monotonic() - t0), 3)
+            self._write_record()
+        return self._ssh
+
+    def run(self, cmd: str, timeout: float = 60, check: bool = False,
+            check_console: bool = True):
+        """Run a shell command in the guest over ssh; then look for kernel reports."""
+        try:
+            result = self.ssh.run(cmd, timeout=timeout, check=check)
+        except VMError:
+            # a command that failed because the kernel died: report the kernel problem
+            self.check_console()
+            raise
+        if check_console:
+            self.check_console()
+        return result
+
+    def fetch(self, remote: str, local: Path) -> Path:
+        return self.ssh.fetch(remote, local)
+
+    def put(self, local: Path, remote: str) -> None:
+        self.ssh.put(local, remote)
+
+    # ---------------------------------------------------------------- shutdown
+
+    def _wait_exit(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` for QEMU to exit; reap it; return its status or None."""
+        child = self._child
+        if child is None:
+            return self.record.exit_status
+        deadline = time.monotonic() + timeout
+        while True:
+            # isalive() reaps with waitpid(WNOHANG) and stores the status
+            if not child.isalive():
+                if child.exitstatus is not None:
+                    self.record.exit_status = child.exitstatus
+                elif child.signalstatus is not None:
+                    self.record.exit_status = -child.signalstatus
+                return self.record.exit_status
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def _signal_group(self, sig: int) -> None:
+        pid = self._child.pid
+        try:
+            # pexpect made QEMU a session (and group) leader: its group is its pid
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(pid, sig)
+
+    def _kill_and_reap(self) -> None:
+        if self._child is None:
+            return
+        if self._wait_exit(0) is None:
+            self._signal_group(signal.SIGKILL)
+            if self._wait_exit(10) is None:
+                log.error("%s: QEMU pid %d did not die on SIGKILL", self.name, self._child.pid)
+        self._close_child()
+
+    def _close_child(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+            self._reader = None
+        try:
+            self._child.close(force=True)
+        except Exception as exc:  # already reaped: pexpect may complain; nothing left to do
+            log.debug("%s: closing pty: %s", self.name, exc)
+        if self._logfile is not None:
+            self._logfile.close()
+            self._logfile = None
+        _release_port(self.record.port)
+
+    def shutdown(self, soft_timeout: float = 5, term_timeout: float = 5) -> None:
+        """Power the guest off, escalating to SIGTERM then SIGKILL; always reap. Idempotent."""
+        with self._shutdown_lock:
+            if self._stopped or self._child is None:
+                self._stopped = True
+                return
+            try:
+                if self._wait_exit(0) is None:
+                    self._soft_stop()
+                    if self._wait_exit(soft_timeout) is None:
+                        log.info("%s: no poweroff within %s s, sending SIGTERM", self.name,
+                                 soft_timeout)
+                        self._signal_group(signal.SIGTERM)
+                        if self._wait_exit(term_timeout) is None:
+                            log.warning("%s: QEMU ignored SIGTERM, killing it", self.name)
+                            self._signal_group(signal.SIGKILL)
+                            self._wait_exit(10)
+            finally:
+                if self._ssh is not None:
+                    self._ssh.close()
+                    self._ssh = None
+                self._close_child()
+                self._stopped = True
+                self._write_record()
+                log.info("%s: stopped (QEMU exit status %s)", self.name, self.record.exit_status)
+
+    def _soft_stop(self) -> None:
+        # poweroff -f: no init scripts to run in this guest, and an immediate ACPI
+        # poweroff is what makes QEMU exit
+        if self._ssh is not None:
+            try:
+                self._ssh.run_nowait("poweroff -f")
+                return
+            except Exception as exc:  # the guest may be wedged: fall back to the console
+                log.debug("%s: poweroff over ssh failed: %s", self.name, exc)
+        if self.record.boot_seconds is not None:
+            try:
+                self._child.send(b"\npoweroff -f\n")
+            except OSError as exc:
+                log.debug("%s: poweroff on console failed: %s", self.name, exc)
+
+    # ---------------------------------------------------------------- record
+
+    def _write_record(self) -> None:
+        path = self.workdir / "vm.json"
+        tmp = path.with_suffix(".json.tmp")
+        try:
+            tmp.write_text(json.dumps(asdict(self.record), indent=2) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                log.warning("%s: cannot write %s: %s", self.name, path, exc)

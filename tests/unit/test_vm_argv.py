@@ -1,0 +1,87 @@
+"""QEMU argv construction, port picking and record keeping (no QEMU started)."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import VMError
+from harness.vm import qemu
+from harness.vm.accel import choose_accel, kernel_release
+
+
+def test_argv_shape():
+    argv = qemu.build_argv(Path("/k/bzImage"), Path("/i/initrd.gz"), 40022, "tcg",
+                           ["-machine", "q35", "-m", "2G", "-smp", "2"], append="rh.x=1")
+    assert argv[0] == "qemu-system-x86_64"
+    assert "-no-reboot" in argv and "-nographic" in argv
+    assert argv[argv.index("-kernel") + 1] == "/k/bzImage"
+    assert argv[argv.index("-initrd") + 1] == "/i/initrd.gz"
+    assert argv[argv.index("-append") + 1] == "console=ttyS0 panic=-1 rh.x=1"
+    assert argv[argv.index("-netdev") + 1] == "user,id=n0,hostfwd=tcp:127.0.0.1:40022-:22"
+    assert argv[argv.index("-device") + 1] == "virtio-net-pci,netdev=n0"
+    assert argv[argv.index("-accel") + 1] == "tcg"
+    assert argv[argv.index("-serial") + 1] == "stdio"
+    # topology arguments come last, untouched
+    assert argv[-6:] == ["-machine", "q35", "-m", "2G", "-smp", "2"]
+    assert "host" not in argv  # never -cpu host
+
+
+def test_argv_empty_append():
+    argv = qemu.build_argv(Path("k"), Path("i"), 1, "kvm", [])
+    assert argv[argv.index("-append") + 1] == "console=ttyS0 panic=-1"
+
+
+def test_argv_rejects_auto():
+    with pytest.raises(ValueError):
+        qemu.build_argv(Path("k"), Path("i"), 1, "auto", [])
+
+
+def test_ports_are_unique_until_released():
+    ports = [qemu._pick_port() for _ in range(20)]
+    try:
+        assert len(set(ports)) == 20
+    finally:
+        for p in ports:
+            qemu._release_port(p)
+
+
+def test_missing_kernel_is_vmerror(tmp_path):
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(b"x")
+    vm = qemu.VM(tmp_path / "nope", initrd, tmp_path / "w", [], accel="tcg")
+    with pytest.raises(VMError, match="does not exist"):
+        with vm:
+            pass
+    vm.shutdown()  # idempotent after a failed start
+
+
+def test_forced_accel_needs_no_probe(tmp_path):
+    assert choose_accel(tmp_path / "k", tmp_path / "i", tmp_path, "tcg") == "tcg"
+    assert choose_accel(tmp_path / "k", tmp_path / "i", tmp_path, "kvm") == "kvm"
+    with pytest.raises(ValueError):
+        choose_accel(tmp_path / "k", tmp_path / "i", tmp_path, "hvf")
+
+
+def test_cached_probe_is_used(tmp_path, monkeypatch):
+    import json
+
+    from harness.vm import accel
+
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"\0" * 100)
+    monkeypatch.setattr(accel.os, "access", lambda *a: True)
+    key = f"{qemu.qemu_version()} | {kernel_release(kernel)}"
+    (tmp_path / accel.PROBE_FILE).write_text(json.dumps({key: {"accel": "kvm"}}))
+    monkeypatch.setattr(accel, "probe_kvm", lambda *a, **k: pytest.fail("probed"))
+    assert choose_accel(kernel, tmp_path / "i", tmp_path) == "kvm"
+
+
+def test_kernel_release_from_bzimage_header(tmp_path):
+    img = bytearray(0x1000)
+    img[0x202:0x206] = b"HdrS"
+    img[0x20E:0x210] = (0x300).to_bytes(2, "little")
+    text = b"6.12.117 (root@host) #1 SMP\0"
+    img[0x500:0x500 + len(text)] = text
+    path = tmp_path / "bzImage"
+    path.write_bytes(bytes(img))
+    assert kernel_release(path) == "6.12.117 (root@host) #1 SMP"
