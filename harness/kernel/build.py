@@ -1,0 +1,540 @@
+"""Build a kernel flavor (source + series + config fragments) into the content-addressed kernel cache.
+
+Layout under the cache root (see cache.cache_root()):
+
+    src/linux-<version>/          pristine trees (source.py)
+    flavors/<flavor>/src          full copy of the source, patched for the flavor (patches.py)
+    flavors/<flavor>/build        the O= build dir, kept so rebuilds are incremental
+    kernels/<key>/                bzImage, .config, System.map, build.log, metadata.json
+    kernels/prekeys/<prekey>      cheap inputs -> key, so a cache hit skips configure
+    ccache/                       shared by all flavors (same relative paths in each)
+
+The key is the sha256 of the source identity, the patch contents in order, the final
+.config and the compiler; the final .config only exists after configure (a few
+seconds, under the build lock), so a pre-key of the inputs that determine it maps
+straight to the key on the next call.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from harness.errors import BuildError, ConfigError, HarnessError, InfraError, PatchError
+from harness.kernel.cache import (PATCHES_DIR, build_lock, cache_root, disk_full_is_infra,
+                                  read_json, write_json)
+from harness.kernel.config import Flavor, configure, configure_commands, load_flavor
+from harness.kernel.patches import Patch, parse_series, patches_digest, sync_series
+from harness.kernel.source import KernelSource, check_clean_for_o_build, resolve_source
+
+log = logging.getLogger(__name__)
+
+#: bump when the key recipe or the artifact layout changes
+SCHEMA = 1
+#: the compiler through ccache: the same command line in every flavor dir keeps .cmd files stable
+CC = "ccache gcc"
+TARGET = "bzImage"
+PROGRESS_EVERY = 10.0  # seconds between "N objects compiled" lines
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PatchStep:
+    """One row of the --each-patch table: the series up to and including `patch`."""
+
+    patch: str
+    applied: bool = False
+    built: bool = False
+    seconds: float = 0.0
+    cached: bool = False
+    key: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class BuildResult:
+    """A built (or cached) kernel: its artifacts and metadata."""
+
+    flavor: str
+    key: str
+    directory: Path
+    metadata: dict
+    cached: bool
+    steps: list[PatchStep] | None = None  # only for each_patch builds
+
+    @property
+    def bzimage(self) -> Path:
+        return self.directory / "bzImage"
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / ".config"
+
+    @property
+    def system_map(self) -> Path:
+        return self.directory / "System.map"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "build.log"
+
+
+# --------------------------------------------------------------------------- keys
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError:
+        return f"{cmd[0]}: not found"
+    return out.splitlines()[0].strip() if out else ""
+
+
+def compiler_version() -> str:
+    """`gcc --version` first line: part of the cache key (a new gcc makes a different kernel)."""
+    return _first_line(["gcc", "--version"])
+
+
+def toolchain_id() -> str:
+    """Compiler and linker: everything on the host that changes olddefconfig's output for us."""
+    return f"{compiler_version()} | {_first_line(['ld', '--version'])}"
+
+
+def cache_key(source_identity: str, patch_contents: list[bytes], config_text: str, compiler: str) -> str:
+    """sha256 of what determines the kernel image: source, patch bytes in order, final .config, compiler."""
+    recipe = {
+        "schema": SCHEMA,
+        "source": source_identity,
+        "patches": [hashlib.sha256(c).hexdigest() for c in patch_contents],
+        "config": hashlib.sha256(config_text.encode()).hexdigest(),
+        "compiler": compiler,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def pre_key(source_identity: str, fragments: list[Path] | tuple[Path, ...], patch_contents: list[bytes],
+            toolchain: str) -> str:
+    """sha256 of the inputs that determine the final .config and the key; no configure needed."""
+    recipe = {
+        "schema": SCHEMA,
+        "source": source_identity,
+        # content, not names: editing a fragment must miss, renaming it needn't
+        "fragments": [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in fragments],
+        "patches": [hashlib.sha256(c).hexdigest() for c in patch_contents],
+        "toolchain": toolchain,
+        "make": [CC, TARGET],
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _default_progress(msg: str) -> None:
+    log.info("%s", msg)
+
+
+def error_excerpt(log_text: str, context: int = 2, max_lines: int = 40) -> str:
+    """The last compiler errors of a build log ("error:" lines with a few lines around them)."""
+    lines = log_text.splitlines()
+    hits = [i for i, line in enumerate(lines) if "error:" in line or re.search(r"\*\*\* .*Error \d+", line)]
+    if not hits:
+        return "\n".join(lines[-25:])
+    keep: list[int] = []
+    for i in hits:
+        for j in range(max(0, i - context), min(len(lines), i + context + 2)):
+            if j not in keep:
+                keep.append(j)
+    keep.sort()
+    out, prev = [], None
+    for j in keep[-max_lines:]:
+        if prev is not None and j != prev + 1:
+            out.append("...")
+        out.append(lines[j])
+        prev = j
+    return "\n".join(out)
+
+
+def _ccache_stats(env: dict) -> dict[str, int]:
+    """Hit/miss counters of ccache (best effort; diffed around a build for the metadata)."""
+    try:
+        out = subprocess.run(["ccache", "--print-stats"], env=env, capture_output=True,
+                             text=True, check=False).stdout
+    except FileNotFoundError:
+        return {}
+    stats = {}
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[1].strip().isdigit():
+            stats[parts[0]] = int(parts[1])
+    return stats
+
+
+@dataclass
+class _Context:
+    """Everything one build() call works with."""
+
+    flavor: Flavor
+    source: KernelSource
+    patches: list[Patch]
+    jobs: int
+    progress: Progress
+    root: Path
+    workdir: Path
+    srctree: Path
+    builddir: Path
+    env: dict
+    toolchain: str
+    compiler: str
+    durations: dict = field(default_factory=dict)
+
+    @property
+    def make_vars(self) -> list[str]:
+        return [f"CC={CC}"]
+
+
+def _workdir(root: Path, flavor: Flavor, source: KernelSource) -> Path:
+    # Debian's tree keeps the plain name (the layout set up by hand); another source
+    # gets its own dirs so switching sources does not throw away the incremental build
+    name = flavor.name if source.is_default else f"{flavor.name}@{source.short_id}"
+    return root / "flavors" / name
+
+
+def _prepare_tree(ctx: _Context) -> None:
+    """Make <workdir>/src a full copy of the pristine source (done once per source)."""
+    if ctx.srctree == ctx.source.path:
+        check_clean_for_o_build(ctx.srctree)
+        return
+    state_path = ctx.workdir / "src-state.json"
+    state = read_json(state_path) or {}
+    src = ctx.srctree
+    if src.is_dir() and state.get("source") == ctx.source.identity:
+        return
+    if src.is_dir() and not state and ctx.source.is_default and (src / "Makefile").exists():
+        from harness.kernel.source import read_version
+        if read_version(src) == ctx.source.version:
+            # the copy made by hand before the harness existed: adopt it as pristine
+            write_json(state_path, {"source": ctx.source.identity, "adopted": True})
+            return
+    ctx.progress(f"copy: {ctx.source.path} -> {src} (once per flavor and source)")
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=ctx.workdir, prefix=".src-"))
+    try:
+        if ctx.source.kind == "tree":
+            # a developer's tree: leave .git behind, it is large and not part of the build
+            cmd = f"tar -C {shlex.quote(str(ctx.source.path))} --exclude=.git -cf - . | tar -C {shlex.quote(str(tmp))} -xf -"
+            proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
+        else:
+            proc = subprocess.run(["cp", "-a", f"{ctx.source.path}/.", str(tmp)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            if "No space left" in proc.stderr:
+                raise OSError(28, proc.stderr.strip()[-300:])
+            raise InfraError(f"copying the source to {tmp} failed: {proc.stderr.strip()[-500:]}")
+        if src.exists():
+            old = ctx.workdir / f".src-old-{os.getpid()}"
+            os.rename(src, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.rename(tmp, src)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    # a fresh copy is pristine: forget what an older series touched
+    (ctx.workdir / "patch-state.json").unlink(missing_ok=True)
+    write_json(state_path, {"source": ctx.source.identity})
+
+
+def _run_make(ctx: _Context, log_fh, patches_count: int) -> None:
+    """make bzImage, teeing output to the log and reporting the compiled-object count every ~10 s."""
+    cmd = ["make", "-C", str(ctx.srctree), f"O={ctx.builddir}", f"-j{ctx.jobs}", *ctx.make_vars, TARGET]
+    log_fh.write(f"$ {' '.join(shlex.quote(c) for c in cmd)}\n")
+    log_fh.flush()
+    proc = subprocess.Popen(cmd, cwd=ctx.workdir, env=ctx.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+    count = [0]
+    compiled = re.compile(r"^\s+(CC|AS)\s")
+
+    def reader() -> None:
+        for line in proc.stdout:
+            log_fh.write(line)
+            if compiled.match(line):
+                count[0] += 1
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    start = time.monotonic()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=PROGRESS_EVERY)
+                break
+            except subprocess.TimeoutExpired:
+                ctx.progress(f"build: {count[0]} objects compiled, {time.monotonic() - start:.0f} s")
+    except BaseException:
+        # interrupted (Ctrl-C, a killed parent): never leave make running under the lock
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    finally:
+        t.join(timeout=30)
+        log_fh.flush()
+    if proc.returncode != 0:
+        log_fh.close()
+        text = Path(log_fh.name).read_text(errors="replace")
+        # the next build overwrites build/build.log: keep the failed one where the error points
+        failed = ctx.workdir / "failed-build.log"
+        shutil.copyfile(log_fh.name, failed)
+        if "No space left on device" in text:
+            raise InfraError(f"disk full during the kernel build (see {failed})")
+        raise BuildError(f"make {TARGET} failed for flavor {ctx.flavor.name} ({ctx.source.describe()}, "
+                         f"{patches_count} patch(es)) with exit code {proc.returncode}",
+                         log_path=str(failed), excerpt=error_excerpt(text))
+    ctx.progress(f"build: done, {count[0]} objects compiled in {time.monotonic() - start:.0f} s")
+
+
+def _reproducer(ctx: _Context) -> list[str]:
+    q = shlex.quote
+    env = (f"CCACHE_DIR={q(str(ctx.root / 'ccache'))} CCACHE_BASEDIR={q(str(ctx.workdir))} "
+           f"CCACHE_NOHASHDIR=1")
+    cmds = [f"cd {q(str(ctx.workdir))}"]
+    cmds += [" ".join(q(c) for c in cmd)
+             for cmd in configure_commands(ctx.srctree, ctx.builddir, ctx.flavor.fragments, ctx.make_vars)]
+    cmds.append(f"flock {q(str(ctx.root / 'build.lock'))} env {env} make -C {q(str(ctx.srctree))} "
+                f"O={q(str(ctx.builddir))} -j{ctx.jobs} {q('CC=' + CC)} {TARGET}")
+    return cmds
+
+
+def _lookup(root: Path, key: str) -> dict | None:
+    meta = read_json(root / "kernels" / key / "metadata.json")
+    return meta if meta and meta.get("key") == key else None
+
+
+def _store(ctx: _Context, key: str, patches: list[Patch], log_path: Path, started: str,
+           t0: float, ccache: dict, force: bool = False) -> BuildResult:
+    """Copy the artifacts into kernels/<key>/ through a temp dir + rename (never half an entry)."""
+    kernels = ctx.root / "kernels"
+    kernels.mkdir(parents=True, exist_ok=True)
+    final = kernels / key
+    tmp = Path(tempfile.mkdtemp(dir=kernels, prefix=f".tmp-{key[:12]}-"))
+    try:
+        shutil.copy2(ctx.builddir / "arch/x86/boot/bzImage", tmp / "bzImage")
+        shutil.copy2(ctx.builddir / ".config", tmp / ".config")
+        shutil.copy2(ctx.builddir / "System.map", tmp / "System.map")
+        shutil.copy2(log_path, tmp / "build.log")
+        ctx.durations["total"] = round(time.monotonic() - t0, 3)
+        meta = {
+            "schema": SCHEMA,
+            "flavor": ctx.flavor.name,
+            "description": ctx.flavor.description,
+            "key": key,
+            "kernel_version": ctx.source.version,
+            "package_version": ctx.source.package_version,
+            "source": {"kind": ctx.source.kind, "identity": ctx.source.identity,
+                       "path": str(ctx.source.path), "description": ctx.source.describe()},
+            "patches": patches_digest(patches),
+            "fragments": [{"name": Path(f).name, "sha256": hashlib.sha256(Path(f).read_bytes()).hexdigest()}
+                          for f in ctx.flavor.fragments],
+            "compiler": ctx.compiler,
+            "toolchain": ctx.toolchain,
+            "target": TARGET,
+            "jobs": ctx.jobs,
+            "durations": {k: round(v, 3) for k, v in ctx.durations.items()},
+            "bzimage_size": (tmp / "bzImage").stat().st_size,
+            "ccache": ccache,
+            "reproducer": _reproducer(ctx),
+            "reproducer_harness": f"python -c 'from harness.kernel import build; build({ctx.flavor.name!r})'",
+            "started": started,
+            "finished": _now(),
+        }
+        write_json(tmp / "metadata.json", meta)
+        if final.exists() and force:
+            # --force replaces the entry; move it aside first (rename cannot replace a dir)
+            trash = kernels / f".old-{key[:12]}-{os.getpid()}"
+            os.rename(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "metadata.json").exists():
+                raise
+            # an identical build finished first: keep its entry
+            meta = read_json(final / "metadata.json") or meta
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return BuildResult(flavor=ctx.flavor.name, key=key, directory=final, metadata=meta, cached=False)
+
+
+def _build_once(ctx: _Context, patches: list[Patch], t0: float, force: bool = False) -> BuildResult:
+    """Sync the series, configure, look the key up, and make on a miss. Caller holds the lock."""
+    started = _now()
+    ctx.durations = {"extract": ctx.source.extract_seconds}
+    log_path = ctx.builddir / "build.log"
+    with disk_full_is_infra(f"building flavor {ctx.flavor.name}"):
+        t = time.monotonic()
+        _prepare_tree(ctx)
+        if ctx.flavor.patches:
+            res = sync_series(patches, ctx.source.path, ctx.srctree, ctx.source.describe(), ctx.workdir)
+            ctx.progress(f"patch: {len(patches)} patch(es), {len(res['changed'])} file(s) changed")
+        elif (ctx.workdir / "patch-state.json").exists():
+            # the flavor used to be patched: restore the pristine files
+            sync_series([], ctx.source.path, ctx.srctree, ctx.source.describe(), ctx.workdir)
+        ctx.durations["patch"] = time.monotonic() - t
+
+        t = time.monotonic()
+        ctx.builddir.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w") as log_fh:
+            ctx.progress(f"configure: tinyconfig + {', '.join(Path(f).name for f in ctx.flavor.fragments)}")
+            config_text = configure(ctx.srctree, ctx.builddir, ctx.flavor.fragments, ctx.make_vars,
+                                    ctx.env, log_file=log_fh)
+            ctx.durations["configure"] = time.monotonic() - t
+            key = cache_key(ctx.source.identity, [p.content for p in patches], config_text, ctx.compiler)
+            meta = None if force else _lookup(ctx.root, key)
+            if meta is not None:
+                ctx.progress(f"cache hit after configure: kernels/{key[:16]}")
+                return BuildResult(ctx.flavor.name, key, ctx.root / "kernels" / key, meta, cached=True)
+            ctx.progress(f"build: make -j{ctx.jobs} {TARGET} in {ctx.builddir}")
+            t = time.monotonic()
+            before = _ccache_stats(ctx.env)
+            _run_make(ctx, log_fh, len(patches))
+            after = _ccache_stats(ctx.env)
+            ctx.durations["build"] = time.monotonic() - t
+        ccache = {k: after[k] - before.get(k, 0) for k in
+                  ("direct_cache_hit", "preprocessed_cache_hit", "cache_miss") if k in after}
+        return _store(ctx, key, patches, log_path, started, t0, ccache, force)
+
+
+def _remember_prekey(root: Path, prekey: str, key: str) -> None:
+    write_json(root / "kernels" / "prekeys" / f"{prekey}.json", {"key": key})
+
+
+def _prekey_hit(root: Path, prekey: str) -> tuple[str, dict] | None:
+    entry = read_json(root / "kernels" / "prekeys" / f"{prekey}.json")
+    if not entry:
+        return None
+    meta = _lookup(root, entry.get("key", ""))
+    return (entry["key"], meta) if meta else None
+
+
+def format_steps(steps: list[PatchStep]) -> str:
+    """The --each-patch table as text."""
+    rows = [("patch", "applied", "built", "seconds")]
+    for s in steps:
+        built = ("yes (cached)" if s.cached else "yes") if s.built else "no"
+        rows.append((s.patch, "yes" if s.applied else "no", built, f"{s.seconds:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def build(flavor: str | Path | Flavor, source: str | os.PathLike | KernelSource | None = None,
+          jobs: int | None = None, each_patch: bool = False, progress: Progress | None = None,
+          *, patches_dir: Path | None = None, flavors_dir: Path | None = None,
+          force: bool = False) -> BuildResult:
+    """Build `flavor` (a name from qemu-configs/kernel/, a .yaml path or a Flavor) and return its artifacts.
+
+    source: None (Debian's linux-source-6.12), a tarball path, a kernel tree, or a KernelSource.
+    each_patch: build after every patch of the series in turn; the result is the last
+    build and .steps holds the (patch, applied, built, seconds) table; if a step fails,
+    the error raised carries the table (and `.steps`).
+    force: ignore the pre-key and the kernel cache, always run make.
+    Raises ConfigError/PatchError/SourceError (bad input), BuildError/InfraError (infrastructure).
+    """
+    t0 = time.monotonic()
+    progress = progress or _default_progress
+    root = cache_root()
+    fl = flavor if isinstance(flavor, Flavor) else load_flavor(flavor, flavors_dir)
+    src = source if isinstance(source, KernelSource) else resolve_source(source)
+    progress(f"source: {src.describe()} at {src.path}")
+    patches = parse_series(patches_dir) if fl.patches else []
+    if fl.patches and not patches:
+        log.warning("flavor %s applies the series, but %s is empty: building the pristine source",
+                    fl.name, Path(patches_dir or PATCHES_DIR) / "series")
+    workdir = _workdir(root, fl, src)
+    unpatched_tree = src.kind == "tree" and not fl.patches
+    srctree = src.path if unpatched_tree else workdir / "src"
+    env = dict(os.environ)
+    env.update({"CCACHE_DIR": str(root / "ccache"), "CCACHE_BASEDIR": str(workdir), "CCACHE_NOHASHDIR": "1"})
+    toolchain = toolchain_id()
+    ctx = _Context(flavor=fl, source=src, patches=patches, jobs=jobs or os.cpu_count() or 1,
+                   progress=progress, root=root, workdir=workdir, srctree=srctree,
+                   builddir=workdir / "build", env=env, toolchain=toolchain,
+                   compiler=toolchain.split(" | ")[0])
+    if each_patch and patches:
+        return _build_each_patch(ctx, t0, force)
+
+    pk = pre_key(src.identity, fl.fragments, [p.content for p in patches], toolchain)
+    hit = None if force else _prekey_hit(root, pk)
+    if hit:
+        key, meta = hit
+        progress(f"cache hit: kernels/{key[:16]} ({time.monotonic() - t0:.2f} s)")
+        return BuildResult(fl.name, key, root / "kernels" / key, meta, cached=True)
+    t_lock = time.monotonic()
+    with build_lock(root):
+        lock_wait = time.monotonic() - t_lock
+        result = _build_once(ctx, patches, t0, force)
+    result.metadata.setdefault("durations", {})
+    if not result.cached:
+        result.metadata["durations"]["lock_wait"] = round(lock_wait, 3)
+    _remember_prekey(root, pk, result.key)
+    progress(f"done: {result.bzimage} ({'cached' if result.cached else 'built'}, "
+             f"{time.monotonic() - t0:.1f} s)")
+    return result
+
+
+def _build_each_patch(ctx: _Context, t0: float, force: bool) -> BuildResult:
+    """Build after patch 1, then 1-2, ... (bisectability check); one lock hold per step."""
+    steps: list[PatchStep] = []
+    last: BuildResult | None = None
+    first_error: HarnessError | None = None
+    for k, patch in enumerate(ctx.patches, 1):
+        step = PatchStep(patch=patch.name)
+        steps.append(step)
+        prefix = ctx.patches[:k]
+        ctx.progress(f"each-patch: step {k}/{len(ctx.patches)}: up to {patch.name}")
+        ts = time.monotonic()
+        try:
+            with build_lock(ctx.root):
+                res = _build_once(ctx, prefix, ts, force)
+            step.applied = step.built = True
+            step.cached, step.key = res.cached, res.key
+            last = res
+        except PatchError as exc:
+            step.error = str(exc)
+            first_error = first_error or exc
+            step.seconds = time.monotonic() - ts
+            break  # every later step contains this patch too
+        except (BuildError, ConfigError) as exc:
+            step.applied = True
+            step.error = str(exc)
+            first_error = first_error or exc
+        step.seconds = time.monotonic() - ts
+    for s in steps:
+        ctx.progress(f"each-patch: {s.patch}: applied={s.applied} built={s.built} {s.seconds:.1f} s")
+    table = format_steps(steps)
+    if first_error is not None:
+        if isinstance(first_error, BuildError):
+            err: HarnessError = BuildError(f"the series is not bisectable: a step failed\n{table}\n\nfirst failure:\n"
+                                           f"{first_error}", log_path=first_error.log_path)
+        else:
+            err = type(first_error)(f"{first_error}\n\n{table}")
+        err.steps = steps  # type: ignore[attr-defined]
+        raise err
+    assert last is not None
+    last.steps = steps
+    return last

@@ -1,0 +1,78 @@
+"""Cache keys, error excerpts and the each-patch table of harness.kernel.build (no make)."""
+
+from pathlib import Path
+
+from harness.kernel.build import PatchStep, cache_key, error_excerpt, format_steps, pre_key
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "kernel"
+CONFIG = (DATA / "vanilla-6.12.117.config").read_text()
+P1 = (DATA / "patches" / "0001-mm-build-mm_regions.o.patch").read_bytes()
+P2 = (DATA / "patches" / "0002-mm-no-KASAN-for-mm_regions.o.patch").read_bytes()
+SRC = "debian:linux-source-6.12=6.12.117-1~deb12u1:6.12.117"
+GCC = "gcc (Debian 12.2.0-14+deb12u1) 12.2.0"
+
+
+def key(src=SRC, patches=(P1, P2), config=CONFIG, cc=GCC):
+    return cache_key(src, list(patches), config, cc)
+
+
+def test_key_is_stable():
+    assert key() == key()
+    assert len(key()) == 64
+
+
+def test_key_changes_with_each_input():
+    base = key()
+    flipped = bytearray(P2)
+    flipped[-10] ^= 1
+    assert key(patches=(P1, bytes(flipped))) != base  # one patch byte
+    assert key(patches=(P2, P1)) != base  # order
+    assert key(patches=(P1,)) != base  # fewer patches
+    assert key(config=CONFIG.replace("CONFIG_NR_CPUS=64", "CONFIG_NR_CPUS=32")) != base  # one config line
+    assert key(cc="gcc (Debian 12.2.0-14+deb12u2) 12.2.0") != base  # compiler
+    assert key(src=SRC.replace("117-1", "117-2")) != base  # Debian package version
+
+
+def test_key_ignores_what_does_not_change_the_kernel():
+    # same bytes read twice / from another path: same key
+    copy = bytes(bytearray(P1))
+    assert key(patches=(copy, P2)) == key()
+    assert key(config=str(CONFIG)) == key()
+
+
+def test_pre_key(tmp_path):
+    frag = tmp_path / "a.config"
+    frag.write_text("CONFIG_NUMA=y\n")
+    k1 = pre_key(SRC, [frag], [P1], "gcc | ld")
+    assert pre_key(SRC, [frag], [P1], "gcc | ld") == k1
+    frag.write_text("CONFIG_NUMA=y\nCONFIG_SMP=y\n")
+    assert pre_key(SRC, [frag], [P1], "gcc | ld") != k1
+    assert pre_key(SRC, [frag], [P1], "gcc2 | ld") != pre_key(SRC, [frag], [P1], "gcc | ld")
+
+
+def test_error_excerpt_keeps_compiler_errors():
+    log = "\n".join(
+        [f"  CC      mm/f{i}.o" for i in range(50)]
+        + ["/src/mm/page_alloc.c: In function 'foo':",
+           "/src/mm/page_alloc.c:123:5: error: 'bar' undeclared (first use in this function)",
+           "  123 |     bar = 1;",
+           "      |     ^~~",
+           "make[4]: *** [scripts/Makefile.build:229: mm/page_alloc.o] Error 1"]
+        + [f"  CC      kernel/g{i}.o" for i in range(20)]
+    )
+    ex = error_excerpt(log)
+    assert "error: 'bar' undeclared" in ex
+    assert "In function 'foo'" in ex
+    assert "mm/f3.o" not in ex
+    assert error_excerpt("just\nsome\nlines").endswith("lines")
+
+
+def test_format_steps():
+    table = format_steps([PatchStep("0001-a.patch", True, True, 12.34),
+                          PatchStep("0002-b.patch", True, False, 3.0),
+                          PatchStep("0003-c.patch", False, False, 0.1)])
+    lines = table.splitlines()
+    assert lines[0].split() == ["patch", "applied", "built", "seconds"]
+    assert lines[1].split() == ["0001-a.patch", "yes", "yes", "12.3"]
+    assert lines[2].split() == ["0002-b.patch", "yes", "no", "3.0"]
+    assert lines[3].split() == ["0003-c.patch", "no", "no", "0.1"]
