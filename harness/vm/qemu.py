@@ -199,14 +199,19 @@ class VM:
             self.launch()
             try:
                 self.wait_ready()
-                return
+                break
             except _PortTaken:
                 log.info("%s: port %s was taken, retrying with another", self.name,
                          self.record.port)
                 self._kill_and_reap()
                 self._reset()
-        raise VMError(f"{self.name}: no free port after {_PORT_RETRIES} attempts",
-                      argv=self.record.argv)
+        else:
+            raise VMError(f"{self.name}: no free port after {_PORT_RETRIES} attempts",
+                          argv=self.record.argv)
+        if self.ssh_key is not None:
+            # connect now: a guest whose ssh is broken fails at start, not in the first
+            # test, and boot-to-ssh is measured without the caller's delays
+            self.ssh  # noqa: B018 (property with the side effect of connecting)
 
     def _reset(self) -> None:
         with self._cond:
@@ -308,7 +313,8 @@ class VM:
     def _scan_locked(self) -> None:
         for i in range(self._scanned, len(self._lines)):
             line = self._lines[i]
-            if self._ready_time is None and line.strip() == READY_MARKER:
+            # "in", not "==": a kernel message can land on the same console line
+            if self._ready_time is None and READY_MARKER in line:
                 self._ready_time = time.monotonic()
             if self._problem is None:
                 kind = con.classify_line(line)
@@ -434,10 +440,15 @@ class VM:
 
             t0 = time.monotonic()
             client = SSHClient("127.0.0.1", self.record.port, self.ssh_key, name=self.name)
-            client.connect(timeout=30)
+            try:
+                client.connect(timeout=30)
+            except VMError as exc:
+                self.check_console()  # a dead kernel explains a dead sshd best
+                raise VMError(str(exc), self._tail_for_error(), self.record.argv) from exc
             self._ssh = client
-            self.record.ssh_seconds = round(
-                self.record.boot_seconds + (time.monotonic() - t0), 3)
+            self.record.ssh_seconds = round(time.monotonic() - self._start_time, 3)
+            log.info("%s: ssh up after %.2f s (%.2f s after ready)", self.name,
+                     self.record.ssh_seconds, time.monotonic() - t0)
             self._write_record()
         return self._ssh
 
@@ -520,8 +531,8 @@ class VM:
                 return
             try:
                 if self._wait_exit(0) is None:
-                    self._soft_stop()
-                    if self._wait_exit(soft_timeout) is None:
+                    asked = self._soft_stop()
+                    if self._wait_exit(soft_timeout if asked else 0) is None:
                         log.info("%s: no poweroff within %s s, sending SIGTERM", self.name,
                                  soft_timeout)
                         self._signal_group(signal.SIGTERM)
@@ -538,20 +549,24 @@ class VM:
                 self._write_record()
                 log.info("%s: stopped (QEMU exit status %s)", self.name, self.record.exit_status)
 
-    def _soft_stop(self) -> None:
+    def _soft_stop(self) -> bool:
+        """Ask the guest to power off; False if there was no way to ask."""
         # poweroff -f: no init scripts to run in this guest, and an immediate ACPI
         # poweroff is what makes QEMU exit
         if self._ssh is not None:
             try:
                 self._ssh.run_nowait("poweroff -f")
-                return
+                return True
             except Exception as exc:  # the guest may be wedged: fall back to the console
                 log.debug("%s: poweroff over ssh failed: %s", self.name, exc)
         if self.record.boot_seconds is not None:
+            # a shell runs on the console once the guest is ready
             try:
                 self._child.send(b"\npoweroff -f\n")
+                return True
             except OSError as exc:
                 log.debug("%s: poweroff on console failed: %s", self.name, exc)
+        return False
 
     # ---------------------------------------------------------------- record
 
