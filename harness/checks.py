@@ -1,0 +1,182 @@
+"""Compare observed kernel metrics with the reference model and render the differences.
+
+Every check returns a tidy table, one row per (key, field), with columns
+``key`` (e.g. "node0/DMA32" or "node0/DMA32/region2"), ``field``, ``expected``,
+``observed`` and ``verdict``: "ok", "DIFF" (value outside the expected value or bounds,
+or a key the model does not know) or "missing" (the model expects a key or field the
+observation lacks). Tables are data so they can be stored with a run; render() makes
+them readable and failed() turns them into a pass/fail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from harness.errors import CheckFailed
+from harness.model import ModelInputError
+
+TABLE_COLUMNS = ["key", "field", "expected", "observed", "verdict"]
+OK, DIFF, MISSING = "ok", "DIFF", "missing"
+
+
+def _key(names: list[str | None], value: object) -> str:
+    """Format an index entry the way people name zones: node0/DMA32/region2."""
+    values = value if isinstance(value, tuple) else (value,)
+    parts = []
+    for name, v in zip(names, values):
+        parts.append(f"{name}{v}" if name in ("node", "region") else str(v))
+    return "/".join(parts)
+
+
+def _is_missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
+
+
+def _plain(v: object) -> object:
+    """Show integral numbers as ints (NaN-carrying columns turn pages into floats)."""
+    if _is_missing(v):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if hasattr(v, "item"):  # numpy scalar
+        return _plain(v.item())
+    return v
+
+
+def compare(
+    expected: pd.DataFrame,
+    observed: pd.DataFrame,
+    fields: Iterable[str],
+    tolerance: float | Mapping[str, float] | None = None,
+    *,
+    report_extra: bool = True,
+) -> pd.DataFrame:
+    """Compare `fields` of two frames sharing an index; return the verdict table.
+
+    A field is compared exactly when `expected` has a column of that name, and against
+    bounds when it has ``<field>_min`` and ``<field>_max`` columns (inclusive). A NaN in
+    `expected` means "not checked" for that cell. `tolerance` (absolute, in the field's
+    unit) widens exact values and bounds: one number for every field, or a mapping
+    field -> number. Keys only in `observed` give DIFF rows when report_extra is true.
+    """
+    fields = list(fields)
+    tol = tolerance if isinstance(tolerance, Mapping) else {f: tolerance or 0 for f in fields}
+    modes = {}
+    for f in fields:
+        if f in expected.columns:
+            modes[f] = "exact"
+        elif f"{f}_min" in expected.columns and f"{f}_max" in expected.columns:
+            modes[f] = "bounds"
+        else:
+            raise ModelInputError(f"compare: expected frame has neither {f!r} nor {f}_min/{f}_max columns")
+    names = list(expected.index.names)
+    rows = []
+    for idx, exp in expected.iterrows():
+        key = _key(names, idx)
+        obs = observed.loc[idx] if idx in observed.index else None
+        for f in fields:
+            t = tol.get(f, 0) or 0
+            if modes[f] == "exact":
+                want = _plain(exp[f])
+                if want is None:
+                    continue
+                shown = want
+                lo, hi = want - t, want + t
+            else:
+                lo, hi = _plain(exp[f"{f}_min"]), _plain(exp[f"{f}_max"])
+                if lo is None or hi is None:
+                    continue
+                shown = f"[{lo}, {hi}]"
+                lo, hi = lo - t, hi + t
+            got = None if obs is None or f not in obs.index else _plain(obs[f])
+            if got is None:
+                verdict = MISSING
+            else:
+                verdict = OK if lo <= got <= hi else DIFF
+            rows.append((key, f, shown, got, verdict))
+    if report_extra:
+        for idx in observed.index:
+            if idx in expected.index:
+                continue
+            obs = observed.loc[idx]
+            for f in fields:
+                if f in obs.index and not _is_missing(obs[f]):
+                    rows.append((_key(list(observed.index.names), idx), f, None, _plain(obs[f]), DIFF))
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS, dtype=object)
+
+
+def failed(table: pd.DataFrame) -> bool:
+    """True when any row of a verdict table is not "ok"."""
+    return bool((table["verdict"] != OK).any())
+
+
+def raise_if_failed(table: pd.DataFrame, what: str = "check") -> None:
+    """Raise CheckFailed carrying the rendered differences when the table has a non-ok row."""
+    if failed(table):
+        raise CheckFailed(f"{what} failed:\n" + render(table, only_failures=True))
+
+
+def render(table: pd.DataFrame, only_failures: bool = False) -> str:
+    """Return the table as aligned text for a terminal, with a one-line summary."""
+    bad = table[table["verdict"] != OK] if len(table) else table
+    shown = bad if only_failures else table
+
+    def cell(v: object) -> str:
+        return "-" if _is_missing(v) else str(v)
+
+    lines = [[c for c in TABLE_COLUMNS]] + [[cell(r[c]) for c in TABLE_COLUMNS] for _, r in shown.iterrows()]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_COLUMNS))]
+    # numbers read best right-aligned; names and verdicts left-aligned
+    right = {2, 3}
+    out = []
+    for n, line in enumerate(lines):
+        out.append(
+            "  ".join(v.rjust(w) if i in right and n else v.ljust(w) for i, (v, w) in enumerate(zip(line, widths))).rstrip()
+        )
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    out.append(f"{len(table)} checked, {len(bad)} not ok")
+    return "\n".join(out)
+
+
+def check_layout(model_df: pd.DataFrame, zoneinfo_df: pd.DataFrame, tolerance=None) -> pd.DataFrame:
+    """Check /proc/zoneinfo against the layout model: spanned, present, start_pfn exact; managed in bounds.
+
+    zoneinfo prints no start_pfn for an unpopulated zone, so start_pfn is only checked
+    where the model says the zone is populated (present > 0).
+    """
+    expected = model_df[["spanned", "present", "managed_min", "managed_max"]].astype("float64")
+    expected["start_pfn"] = model_df["start_pfn"].where(model_df["present"] > 0)
+    return compare(expected, zoneinfo_df, ["spanned", "present", "managed", "start_pfn"], tolerance)
+
+
+def check_regions(
+    model_regions_df: pd.DataFrame,
+    observed_regions_df: pd.DataFrame,
+    zoneinfo_df: pd.DataFrame,
+    free_tolerance: int = 0,
+) -> pd.DataFrame:
+    """Check the kernel's regions: geometry and present per region equal the model; sums match zoneinfo.
+
+    Per zone, the regions' free pages must add up to zoneinfo's nr_free_pages and their
+    present pages to zoneinfo's present. nr_free_pages is a per-cpu batched counter read
+    at a different instant than the regions file, so a busy guest may need
+    free_tolerance (pages); an idle one should match exactly.
+    """
+    geometry = compare(model_regions_df, observed_regions_df, ["start_pfn", "end_pfn", "present"])
+    populated = zoneinfo_df[zoneinfo_df["present"] > 0]
+    expected = pd.DataFrame(
+        {"region_free_sum": populated["nr_free_pages"], "region_present_sum": populated["present"]}
+    )
+    sums = observed_regions_df.groupby(level=[0, 1])[["free", "present"]].sum()
+    observed = sums.rename(columns={"free": "region_free_sum", "present": "region_present_sum"})
+    totals = compare(
+        expected,
+        observed,
+        ["region_free_sum", "region_present_sum"],
+        {"region_free_sum": free_tolerance},
+    )
+    return pd.concat([geometry, totals], ignore_index=True)

@@ -1,0 +1,468 @@
+"""Predict the node and zone layout a Linux 6.12 x86_64 kernel builds from e820 + SRAT.
+
+The model replays, on plain data, the boot steps that decide /proc/zoneinfo's
+``spanned``, ``present`` and ``start_pfn``:
+
+1. e820 sanitising (arch/x86/kernel/e820.c e820__update_table: overlaps resolve to the
+   highest type number), ``mem=`` (parse_memopt: RAM above the limit address is removed),
+   trim_bios_range (arch/x86/kernel/setup.c: the first 4 KiB becomes reserved, RAM in
+   640 KiB-1 MiB is removed);
+2. max_pfn = end of the last "usable" or "ACPI data" entry (e820__end_ram_pfn);
+3. memblock.memory = the usable entries, merged, then trimmed to whole pages
+   (memblock_trim_memory: start rounded up, end rounded down);
+4. NUMA (mm/numa_memblks.c numa_cleanup_meminfo + numa_register_meminfo): SRAT blocks
+   clipped to [start of DRAM, end of DRAM), blocks without RAM dropped, same-node blocks
+   joined across holes no other node owns, then memblock_set_node() gives each memblock
+   piece its nid; a piece's pfns are PFN_UP(base)..PFN_DOWN(end) (for_each_mem_pfn_range);
+   more than 1 MiB of RAM outside every node makes the kernel reject the SRAT
+   (memblock_validate_numa_coverage);
+5. zones (arch/x86/mm/init.c zone_sizes_init + mm/mm_init.c free_area_init): zone
+   boundaries DMA < 16 MiB <= DMA32 < 4 GiB <= Normal < max_pfn, the first zone starting at
+   the first memblock pfn (so pfn 1 on PC firmware, never 0); per node
+   zone_spanned_pages_in_node / zone_absent_pages_in_node / calculate_node_totalpages,
+   including its rule that an empty zone gets zone_start_pfn 0.
+
+``spanned``, ``present`` and ``start_pfn`` are exact. ``managed`` (present minus pages kept
+by boot-time reservations) depends on the kernel image size, KASLR, page tables, hash
+tables and swiotlb, so it is given as bounds:
+
+* ``managed_max`` = present minus the node's pages of this zone below 1 MiB: x86_64 6.12
+  always memblock_reserve()s the whole first MiB (arch/x86/realmode/init.c
+  reserve_real_mode) and never frees it (on a q35 guest DMA: present 3998, managed 3840);
+* ``managed_min`` = managed_max minus the node's boot reservation budget, which is the
+  node's memmap (512 pages of struct page per 128 MiB section holding node memory,
+  SPARSEMEM_VMEMMAP, 64-byte struct page) plus ``boot_reserve_bytes`` (kernel image, page
+  tables, per-cpu areas, hash tables, log buffer), plus 64 MiB of swiotlb when max_pfn is
+  above 4 GiB (pci_swiotlb_detect). Memblock allocates top-down anywhere in the node, so
+  any one zone may carry the whole budget; the node-level MemTotal bound subtracts the
+  budget once, which makes it tighter than the sum of the zone bounds.
+
+/proc/zoneinfo prints every zone of every online node (walk_zones_in_node with
+assert_populated false): for an unpopulated zone (present 0) it prints pages free,
+spanned, present, managed and protection but stops before ``start_pfn``; the kernel's
+value for a zone with spanned 0 is 0 (calculate_node_totalpages). The model keeps the
+kernel's value (0) and the checks only compare ``start_pfn`` of populated zones.
+
+Not modelled: movablecore=/kernelcore= (ZONE_MOVABLE sizing), memmap=, mirrored memory,
+MTRR trimming (QEMU's MTRRs cover all RAM), memoryless nodes (nodes with CPUs only are
+left out of the frames), NUMA emulation (numa=fake), memory hotplug, ZONE_DEVICE content
+(the zone is listed but always empty at boot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from harness.errors import TopologyError
+from harness.model import ModelInputError
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+KIB_PER_PAGE = PAGE_SIZE // 1024
+
+# arch/x86/include/asm/dma.h
+MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
+MAX_DMA32_PFN = 1 << (32 - PAGE_SHIFT)
+
+# arch/x86/include/asm/sparsemem.h: SECTION_SIZE_BITS 27 on x86_64
+SECTION_PAGES = 1 << (27 - PAGE_SHIFT)
+STRUCT_PAGE_BYTES = 64
+MEMMAP_PAGES_PER_SECTION = SECTION_PAGES * STRUCT_PAGE_BYTES // PAGE_SIZE
+
+# arch/x86/kernel/setup.c trim_bios_range: BIOS_BEGIN..BIOS_END
+BIOS_BEGIN = 0xA0000
+BIOS_END = 0x100000
+# arch/x86/realmode/init.c: memblock_reserve(0, SZ_1M), never freed
+LOW_RESERVED_END_PFN = (1 << 20) >> PAGE_SHIFT
+# arch/x86/mm/numa.c numa_register_nodes: memblock_validate_numa_coverage(SZ_1M)
+NUMA_COVERAGE_SLACK_BYTES = 1 << 20
+# kernel/dma/swiotlb.c IO_TLB_DEFAULT_SIZE
+SWIOTLB_BYTES = 64 << 20
+
+DEFAULT_REGION_SIZE = 512 << 20
+# Allowance for boot reservations other than the memmap: a defconfig 6.12 kernel keeps
+# about 30-40 MiB of image after init, plus page tables, per-cpu areas and hash tables.
+DEFAULT_BOOT_RESERVE_BYTES = 128 << 20
+# PAGE_SIZE << MAX_PAGE_ORDER on x86_64: a region must hold the largest buddy block
+MIN_REGION_SIZE = PAGE_SIZE << 10
+
+# enum e820_type (arch/x86/include/asm/e820/types.h), keyed by the name e820_print_type uses
+E820_RAM = 1
+E820_RESERVED = 2
+E820_ACPI = 3
+E820_RESERVED_KERN = 128
+E820_TYPES = {
+    "usable": E820_RAM,
+    "reserved": E820_RESERVED,
+    "ACPI data": E820_ACPI,
+    "ACPI NVS": 4,
+    "unusable": 5,
+    "persistent (type 7)": 7,
+    "persistent (type 12)": 12,
+    "soft reserved": 0xEFFFFFFF,
+    "reserved kernel": E820_RESERVED_KERN,
+}
+
+# enum zone_type order on x86_64 (no HIGHMEM); Normal and Movable always exist.
+ZONE_ORDER = ("DMA", "DMA32", "Normal", "Movable", "Device")
+ALWAYS_ZONES = ("Normal", "Movable")
+OPTIONAL_ZONES = {"DMA": "CONFIG_ZONE_DMA", "DMA32": "CONFIG_ZONE_DMA32", "Device": "CONFIG_ZONE_DEVICE"}
+
+ZONE_COLUMNS = ["start_pfn", "end_pfn", "spanned", "present", "managed_min", "managed_max"]
+NODE_COLUMNS = [
+    "node_start_pfn",
+    "node_spanned",
+    "node_present",
+    "reserve_budget_pages",
+    "memtotal_kb_min",
+    "memtotal_kb_max",
+]
+
+Range = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything the model derived: zone and node frames plus the memblock facts behind them."""
+
+    #: index (node, zone), columns ZONE_COLUMNS; pages; end_pfn exclusive
+    zones: pd.DataFrame
+    #: index node, columns NODE_COLUMNS; pages except memtotal_* in kB
+    nodes: pd.DataFrame
+    #: node -> sorted, disjoint pfn ranges [start, end) of that node's memblock memory
+    memory: dict[int, list[Range]]
+    #: zone -> (lowest, highest) possible pfn, end exclusive (arch_zone_*_possible_pfn)
+    zone_bounds: dict[str, Range]
+    max_pfn: int
+    #: e820 after sanitising, mem= and trim_bios_range: (start, end_exclusive, type name)
+    e820: list[tuple[int, int, str]] = field(default_factory=list)
+    region_size_pages: int = DEFAULT_REGION_SIZE >> PAGE_SHIFT
+
+
+def zones_from_kconfig(config: str | Mapping[str, str]) -> tuple[str, ...]:
+    """Return the zones a kernel .config builds, in zone_type order (Normal, Movable always)."""
+    if isinstance(config, str):
+        options: dict[str, str] = {}
+        for line in config.splitlines():
+            line = line.strip()
+            if line.startswith("CONFIG_") and "=" in line:
+                key, _, value = line.partition("=")
+                options[key] = value
+    else:
+        options = dict(config)
+    have = {z for z, opt in OPTIONAL_ZONES.items() if options.get(opt) == "y"}
+    return tuple(z for z in ZONE_ORDER if z in have or z in ALWAYS_ZONES)
+
+
+def _type_code(name: str) -> int:
+    if name in E820_TYPES:
+        return E820_TYPES[name]
+    if name.startswith("type ") and name[5:].isdigit():
+        return int(name[5:])
+    raise TopologyError(f"firmware_map: unknown e820 type {name!r} (known: {sorted(E820_TYPES)})")
+
+
+def _type_name(code: int) -> str:
+    for name, value in E820_TYPES.items():
+        if value == code:
+            return name
+    return f"type {code}"
+
+
+def _sanitize_e820(entries: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Resolve overlaps like e820__update_table(): the highest type number wins; merge neighbours."""
+    points = sorted({p for s, e, _ in entries for p in (s, e)})
+    out: list[tuple[int, int, int]] = []
+    for lo, hi in zip(points, points[1:]):
+        covering = [t for s, e, t in entries if s <= lo and e >= hi]
+        if not covering:
+            continue
+        t = max(covering)
+        if out and out[-1][1] == lo and out[-1][2] == t:
+            out[-1] = (out[-1][0], hi, t)
+        else:
+            out.append((lo, hi, t))
+    return out
+
+
+def _remove_ram(entries: list[tuple[int, int, int]], lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """e820__range_remove(lo, hi - lo, E820_TYPE_RAM, 1): cut [lo, hi) out of RAM entries only."""
+    out = []
+    for s, e, t in entries:
+        if t != E820_RAM or e <= lo or s >= hi:
+            out.append((s, e, t))
+            continue
+        if s < lo:
+            out.append((s, lo, t))
+        if e > hi:
+            out.append((hi, e, t))
+    return out
+
+
+def _ram_to_reserved(entries: list[tuple[int, int, int]], lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """e820__range_update(lo, hi - lo, E820_TYPE_RAM, E820_TYPE_RESERVED)."""
+    out = _remove_ram(entries, lo, hi)
+    for s, e, t in entries:
+        if t == E820_RAM and e > lo and s < hi:
+            out.append((max(s, lo), min(e, hi), E820_RESERVED))
+    return _sanitize_e820(out)
+
+
+def _merge(ranges: Iterable[Range]) -> list[Range]:
+    """Sort ranges and join overlapping or touching ones."""
+    out: list[Range] = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def _overlap(ranges: Iterable[Range], lo: int, hi: int) -> int:
+    """Length of the part of disjoint ranges inside [lo, hi)."""
+    return sum(max(0, min(e, hi) - max(s, lo)) for s, e in ranges)
+
+
+def _memblock_memory(e820: list[tuple[int, int, int]]) -> list[Range]:
+    """e820__memblock_setup + memblock_trim_memory(PAGE_SIZE): page-aligned RAM byte ranges."""
+    ram = [(s, e) for s, e, t in e820 if t in (E820_RAM, E820_RESERVED_KERN) and e <= 1 << 64]
+    out = []
+    for s, e in _merge(ram):
+        s = -(-s // PAGE_SIZE) * PAGE_SIZE
+        e = e // PAGE_SIZE * PAGE_SIZE
+        if s < e:
+            out.append((s, e))
+    return out
+
+
+def _numa_cleanup(blocks: list[tuple[int, int, int]], memory: list[Range]) -> list[tuple[int, int, int]]:
+    """numa_cleanup_meminfo(): clip, drop RAM-less blocks, reject conflicts, join same-node blocks."""
+    low, high = memory[0][0], memory[-1][1]
+    mi: list[list[int]] = []
+    for nid, s, e in blocks:
+        if _overlap(memory, s, e) == 0:
+            continue  # moved to numa_reserved_meminfo: not memory
+        s = max(s, low)
+        e = min(e, high)
+        if s < e:
+            mi.append([nid, s, e])
+    i = 0
+    while i < len(mi):
+        j = i + 1
+        while j < len(mi):
+            bi, bj = mi[i], mi[j]
+            if bi[2] > bj[1] and bi[1] < bj[2] and bi[0] != bj[0]:
+                raise TopologyError(
+                    f"node_ranges: node {bi[0]} [{bi[1]:#x}, {bi[2]:#x}) overlaps node {bj[0]} "
+                    f"[{bj[1]:#x}, {bj[2]:#x}): the kernel rejects this SRAT and falls back to one node"
+                )
+            if bi[0] != bj[0]:
+                j += 1
+                continue
+            start, end = min(bi[1], bj[1]), max(bi[2], bj[2])
+            # a hole is only absorbed if no other node owns memory inside it
+            if any(bk[0] != bi[0] and start < bk[2] and end > bk[1] for bk in mi):
+                j += 1
+                continue
+            bi[1], bi[2] = start, end
+            del mi[j]
+        i += 1
+    return [(nid, s, e) for nid, s, e in mi]
+
+
+def _assign_nodes(memory: list[Range], blocks: list[tuple[int, int, int]]) -> tuple[dict[int, list[Range]], int]:
+    """memblock_set_node() for every block, then for_each_mem_pfn_range(): pfn ranges per node.
+
+    Returns the per-node pfn ranges and the number of memblock pages left without a node.
+    """
+    cuts = sorted({p for _, s, e in blocks for p in (s, e)})
+    pieces: list[tuple[int, int, int | None]] = []
+    for ms, me in memory:
+        points = [ms] + [c for c in cuts if ms < c < me] + [me]
+        for lo, hi in zip(points, points[1:]):
+            nid = None
+            for bnid, bs, be in blocks:  # later blocks win, as later memblock_set_node calls do
+                if bs <= lo and be >= hi:
+                    nid = bnid
+            # memblock_merge_regions(): contiguous pieces of one node become one region
+            if pieces and pieces[-1][1] == lo and pieces[-1][2] == nid:
+                pieces[-1] = (pieces[-1][0], hi, nid)
+            else:
+                pieces.append((lo, hi, nid))
+    per_node: dict[int, list[Range]] = {}
+    orphan = 0
+    for lo, hi, nid in pieces:
+        # a region straddling a page at an unaligned node boundary loses that page
+        s, e = -(-lo // PAGE_SIZE), hi // PAGE_SIZE
+        if s >= e:
+            continue
+        if nid is None:
+            orphan += e - s
+        else:
+            per_node.setdefault(nid, []).append((s, e))
+    return {n: _merge(r) for n, r in sorted(per_node.items())}, orphan
+
+
+def _check_int(name: str, value: object, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ModelInputError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def compute_layout(
+    firmware_map: Sequence[tuple[int, int, str]],
+    node_ranges: Mapping[int, Sequence[Range]] | None,
+    zones: Iterable[str] = ("DMA", "DMA32", "Normal", "Movable"),
+    *,
+    mem_limit: int | None = None,
+    movablecore: int | None = None,
+    kernelcore: int | None = None,
+    mem_region_size: int = DEFAULT_REGION_SIZE,
+    boot_reserve_bytes: int = DEFAULT_BOOT_RESERVE_BYTES,
+) -> Layout:
+    """Replay the 6.12 x86_64 boot-time memory setup on plain data and return the layout.
+
+    firmware_map: e820 as (start, end_exclusive, type name as dmesg prints it), bytes.
+    node_ranges: SRAT memory affinity, node id -> [(start, end_exclusive)] in bytes;
+        None means no SRAT (dummy_numa_init: one node 0 over [0, max_pfn)).
+    zones: zone names the config builds (see zones_from_kconfig); Normal and Movable are
+        always added because enum zone_type always has them.
+    mem_limit: the mem= boot parameter in bytes (an address limit, as parse_memopt does).
+    movablecore / kernelcore: not modelled yet; passing one raises ModelInputError.
+    mem_region_size: region size in bytes for the region geometry (power of two >= 4 MiB).
+    boot_reserve_bytes: allowance for non-memmap boot reservations per node (managed bounds).
+    """
+    if movablecore is not None or kernelcore is not None:
+        raise ModelInputError(
+            "movablecore=/kernelcore= are not modelled yet (find_zone_movable_pfns_for_nodes); "
+            "boot without them or extend harness/model/layout.py"
+        )
+    _check_int("mem_region_size", mem_region_size, MIN_REGION_SIZE)
+    if mem_region_size & (mem_region_size - 1):
+        raise ModelInputError(f"mem_region_size: {mem_region_size} is not a power of two")
+    _check_int("boot_reserve_bytes", boot_reserve_bytes)
+    zone_set = set(zones) | set(ALWAYS_ZONES)
+    unknown = zone_set - set(ZONE_ORDER)
+    if unknown:
+        raise ModelInputError(f"zones: unknown zone(s) {sorted(unknown)} (x86_64 has {ZONE_ORDER})")
+    zone_list = [z for z in ZONE_ORDER if z in zone_set]
+
+    entries = []
+    for i, entry in enumerate(firmware_map):
+        try:
+            s, e, name = entry
+        except (TypeError, ValueError):
+            raise TopologyError(f"firmware_map[{i}]: expected (start, end, type), got {entry!r}") from None
+        if not (isinstance(s, int) and isinstance(e, int)) or s < 0 or e <= s:
+            raise TopologyError(f"firmware_map[{i}]: bad range [{s!r}, {e!r})")
+        entries.append((s, e, _type_code(name)))
+    e820 = _sanitize_e820(entries)
+
+    if mem_limit is not None:
+        _check_int("mem_limit", mem_limit, 1)  # mem=0 is rejected by parse_memopt
+        e820 = _remove_ram(e820, mem_limit, 1 << 64)
+    e820 = _ram_to_reserved(e820, 0, PAGE_SIZE)
+    e820 = _sanitize_e820(_remove_ram(e820, BIOS_BEGIN, BIOS_END))
+
+    max_pfn = max((e >> PAGE_SHIFT for s, e, t in e820 if t in (E820_RAM, E820_ACPI)), default=0)
+    memory = _memblock_memory(e820)
+    if not memory:
+        raise TopologyError("firmware_map: no usable RAM left after trim_bios_range/mem=")
+
+    if node_ranges is None:
+        blocks = [(0, 0, max_pfn << PAGE_SHIFT)]
+    else:
+        blocks = []
+        for nid, ranges in node_ranges.items():
+            _check_int("node id", nid)
+            for s, e in ranges:
+                if not (isinstance(s, int) and isinstance(e, int)) or s < 0 or e <= s:
+                    raise TopologyError(f"node_ranges[{nid}]: bad range [{s!r}, {e!r})")
+                blocks.append((nid, s, e))
+        blocks = _numa_cleanup(blocks, memory)
+    node_mem, orphan = _assign_nodes(memory, blocks)
+    if orphan << PAGE_SHIFT > NUMA_COVERAGE_SLACK_BYTES:
+        raise TopologyError(
+            f"node_ranges: {orphan << PAGE_SHIFT >> 20} MiB of RAM belongs to no node; the kernel "
+            "rejects such an SRAT (memblock_validate_numa_coverage) and falls back to one node"
+        )
+
+    # free_area_init(): zones follow each other from the first memblock pfn; x86_64 sets
+    # max_low_pfn = max_pfn, so Normal ends at max_pfn. Movable is sized elsewhere (left
+    # at 0, 0); Device gets max_zone_pfn 0, i.e. the empty range where Normal ended.
+    max_zone_pfn = {"DMA": min(MAX_DMA_PFN, max_pfn), "DMA32": min(MAX_DMA32_PFN, max_pfn), "Normal": max_pfn}
+    zone_bounds: dict[str, Range] = {}
+    start = memory[0][0] >> PAGE_SHIFT
+    for z in zone_list:
+        if z == "Movable":
+            zone_bounds[z] = (0, 0)
+            continue
+        end = max(max_zone_pfn.get(z, 0), start)
+        zone_bounds[z] = (start, end)
+        start = end
+
+    swiotlb = SWIOTLB_BYTES >> PAGE_SHIFT if max_pfn > MAX_DMA32_PFN else 0
+    zone_rows, node_rows = [], []
+    for nid, ranges in node_mem.items():
+        node_start, node_end = ranges[0][0], ranges[-1][1]
+        sections = {pfn // SECTION_PAGES for s, e in ranges for pfn in range(s, e, SECTION_PAGES)}
+        sections |= {(e - 1) // SECTION_PAGES for s, e in ranges}
+        budget = len(sections) * MEMMAP_PAGES_PER_SECTION + (boot_reserve_bytes >> PAGE_SHIFT) + swiotlb
+        node_present = node_managed_max = 0
+        for z in zone_list:
+            low, high = zone_bounds[z]
+            # zone_spanned_pages_in_node(), literally, including its early return
+            zs = min(max(node_start, low), high)
+            ze = min(max(node_end, low), high)
+            if ze < node_start or zs > node_end:
+                spanned = 0
+            else:
+                ze, zs = min(ze, node_end), max(zs, node_start)
+                spanned = ze - zs
+            absent = 0 if zs == ze else (ze - zs) - _overlap(ranges, zs, ze)
+            present = spanned - absent
+            if spanned == 0:
+                zs = ze = 0  # calculate_node_totalpages() stores zone_start_pfn 0
+            managed_max = present - _overlap(ranges, zs, min(ze, LOW_RESERVED_END_PFN)) if present else 0
+            zone_rows.append(
+                (nid, z, zs, ze, spanned, present, max(0, managed_max - budget), managed_max)
+            )
+            node_present += present
+            node_managed_max += managed_max
+        node_rows.append(
+            (
+                nid,
+                node_start,
+                node_end - node_start,
+                node_present,
+                budget,
+                max(0, node_managed_max - budget) * KIB_PER_PAGE,
+                node_managed_max * KIB_PER_PAGE,
+            )
+        )
+
+    zones_df = pd.DataFrame(zone_rows, columns=["node", "zone", *ZONE_COLUMNS]).set_index(["node", "zone"])
+    nodes_df = pd.DataFrame(node_rows, columns=["node", *NODE_COLUMNS]).set_index("node")
+    return Layout(
+        zones=zones_df.astype("int64"),
+        nodes=nodes_df.astype("int64"),
+        memory=node_mem,
+        zone_bounds=zone_bounds,
+        max_pfn=max_pfn,
+        e820=[(s, e, _type_name(t)) for s, e, t in e820],
+        region_size_pages=mem_region_size >> PAGE_SHIFT,
+    )
+
+
+def predict_layout(*args, **kwargs) -> pd.DataFrame:
+    """Return the (node, zone) frame of compute_layout(): start_pfn, end_pfn, spanned, present, managed bounds."""
+    return compute_layout(*args, **kwargs).zones
+
+
+def predict_nodes(*args, **kwargs) -> pd.DataFrame:
+    """Return the per-node frame of compute_layout(): node span, present pages, MemTotal bounds (kB)."""
+    return compute_layout(*args, **kwargs).nodes
