@@ -203,6 +203,7 @@ class _Context:
     toolchain: str
     compiler: str
     durations: dict = field(default_factory=dict)
+    lock_wait: float = 0.0
 
     @property
     def make_vars(self) -> list[str]:
@@ -384,7 +385,7 @@ def _store(ctx: _Context, key: str, patches: list[Patch], log_path: Path, starte
 def _build_once(ctx: _Context, patches: list[Patch], t0: float, force: bool = False) -> BuildResult:
     """Sync the series, configure, look the key up, and make on a miss. Caller holds the lock."""
     started = _now()
-    ctx.durations = {"extract": ctx.source.extract_seconds}
+    ctx.durations = {"extract": ctx.source.extract_seconds, "lock_wait": ctx.lock_wait}
     log_path = ctx.builddir / "build.log"
     with disk_full_is_infra(f"building flavor {ctx.flavor.name}"):
         t = time.monotonic()
@@ -486,11 +487,8 @@ def build(flavor: str | Path | Flavor, source: str | os.PathLike | KernelSource 
         return BuildResult(fl.name, key, root / "kernels" / key, meta, cached=True)
     t_lock = time.monotonic()
     with build_lock(root):
-        lock_wait = time.monotonic() - t_lock
+        ctx.lock_wait = time.monotonic() - t_lock
         result = _build_once(ctx, patches, t0, force)
-    result.metadata.setdefault("durations", {})
-    if not result.cached:
-        result.metadata["durations"]["lock_wait"] = round(lock_wait, 3)
     _remember_prekey(root, pk, result.key)
     progress(f"done: {result.bzimage} ({'cached' if result.cached else 'built'}, "
              f"{time.monotonic() - t0:.1f} s)")
@@ -509,7 +507,9 @@ def _build_each_patch(ctx: _Context, t0: float, force: bool) -> BuildResult:
         ctx.progress(f"each-patch: step {k}/{len(ctx.patches)}: up to {patch.name}")
         ts = time.monotonic()
         try:
+            t_lock = time.monotonic()
             with build_lock(ctx.root):
+                ctx.lock_wait = time.monotonic() - t_lock
                 res = _build_once(ctx, prefix, ts, force)
             step.applied = step.built = True
             step.cached, step.key = res.cached, res.key
