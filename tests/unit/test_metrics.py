@@ -1,0 +1,376 @@
+"""Unit tests of harness.metrics on real captures of this host (tests/data/host-6.18) and the region fixture."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.errors import ParseError
+from harness import metrics as M
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+HOST = DATA / "host-6.18"
+REG = DATA / "regions-fixture"
+
+
+def text(path: Path) -> str:
+    return path.read_text()
+
+
+def replace_line(content: str, lineno: int, new: str) -> str:
+    lines = content.split("\n")
+    lines[lineno - 1] = new
+    return "\n".join(lines)
+
+
+def line_of(content: str, needle: str) -> int:
+    return next(i for i, l in enumerate(content.split("\n"), 1) if needle in l)
+
+
+# --- zoneinfo ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def host_zi():
+    return M.parse_zoneinfo(text(HOST / "zoneinfo"), "zoneinfo")
+
+
+def test_zoneinfo_zone_rows_and_values(host_zi):
+    z = host_zi.zones
+    assert list(z.index) == [(0, "DMA"), (0, "DMA32"), (0, "Normal"), (0, "Movable"), (0, "Device")]
+    assert z.loc[(0, "DMA"), ["pages_free", "min", "spanned", "present", "managed"]].tolist() == \
+        [3840, 29, 4095, 3998, 3840]
+    assert z.loc[(0, "DMA32"), "start_pfn"] == 4096
+    assert z.loc[(0, "Normal"), "managed"] == 1441792
+    assert z.loc[(0, "Normal"), "numa_hit"] == 5541255
+    assert z.loc[(0, "DMA"), ["protection_0", "protection_1", "protection_4"]].tolist() == [0, 3019, 8651]
+    # 6.18 adds nr_free_pages_blocks: unknown fields are kept
+    assert z.loc[(0, "DMA32"), "nr_free_pages_blocks"] == 771072
+    assert z.loc[(0, "Normal"), "pcp_count"] == 41320 + 21892
+    assert z.loc[(0, "Normal"), "vm_stats_threshold"] == 28
+    assert z.loc[(0, "DMA32"), "pcp_cpus"] == 2
+
+
+def test_zoneinfo_unpopulated_zone_is_a_row(host_zi):
+    mov = host_zi.zones.loc[(0, "Movable")]
+    assert mov["present"] == 0 and mov["min"] == 32 and mov["pcp_cpus"] == 0
+    assert mov["nr_free_pages"] == 0
+    assert pd.isna(mov["start_pfn"])
+    assert host_zi.zones["start_pfn"].dtype == "Int64"
+
+
+def test_zoneinfo_node_stats_and_pagesets(host_zi):
+    ns = host_zi.node_stats
+    assert list(ns.index) == [0]
+    assert ns.loc[0, "nr_inactive_file"] == 701726
+    assert ns.loc[0, "nr_written"] == 1196837
+    assert ns.shape[1] == 51
+    ps = host_zi.pagesets
+    assert ps.loc[(0, "Normal", 1), "count"] == 21892
+    assert ps.loc[(0, "DMA32", 0), ["high", "batch", "high_min", "high_max"]].tolist() == [3678, 63, 3678, 48307]
+    assert host_zi.regions.empty
+
+
+def test_zoneinfo_region_lines():
+    zi = M.parse_zoneinfo(text(REG / "zoneinfo"), "zoneinfo")
+    r = zi.regions
+    assert list(r.index.names) == ["node", "zone", "region"]
+    assert r.loc[(0, "DMA32", 0)].tolist() == [1, 131072, 131071, 120034]
+    assert r.loc[(0, "DMA32", 3), "end_pfn"] == 524288
+    assert r["free"].sum() == zi.zones.loc[(0, "DMA32"), "nr_free_pages"]
+    assert zi.zones.loc[(0, "DMA32"), ["regions", "region_size"]].tolist() == [4, 131072]
+    assert zi.zones.loc[(0, "Normal"), "regions"] == 0
+    # 6.12 pagesets: no high_min/high_max
+    assert list(zi.pagesets.columns) == ["count", "high", "batch", "vm_stats_threshold"]
+    assert zi.node_stats.loc[0, "nr_kernel_stack"] == 576
+
+
+def test_zoneinfo_region_count_mismatch():
+    content = text(REG / "zoneinfo")
+    bad = content.replace("  region 3: start_pfn 393216 end_pfn 524288 present 131072 free 110024\n", "")
+    with pytest.raises(ParseError, match="announces 4 regions but lists 3") as e:
+        M.parse_zoneinfo(bad, "zi-regions")
+    assert e.value.source == "zi-regions"
+
+
+def test_zoneinfo_truncated_mid_line():
+    content = text(HOST / "zoneinfo")
+    cut = content[: content.index("        spanned  5505024") + len("        spann")]
+    with pytest.raises(ParseError) as e:
+        M.parse_zoneinfo(cut, "host-6.18/zoneinfo")
+    assert (e.value.source, e.value.line) == ("host-6.18/zoneinfo", 152)
+    assert "host-6.18/zoneinfo:152" in str(e.value)
+
+
+def test_zoneinfo_truncated_mid_number_is_caught_by_missing_newline():
+    content = text(HOST / "zoneinfo")
+    cut = content[: content.index("        spanned  5505024") + len("        spanned  55")]
+    with pytest.raises(ParseError) as e:
+        M.parse_zoneinfo(cut, "zoneinfo")
+    assert e.value.line == 152
+
+
+def test_zoneinfo_truncated_at_line_boundary():
+    content = text(HOST / "zoneinfo")
+    cut = "\n".join(content.split("\n")[:160]) + "\n"
+    with pytest.raises(ParseError, match="truncated") as e:
+        M.parse_zoneinfo(cut, "zoneinfo")
+    assert e.value.line == 160
+
+
+def test_zoneinfo_corrupt_number():
+    content = text(HOST / "zoneinfo")
+    bad = replace_line(content, 108, "        managed  77x918")
+    with pytest.raises(ParseError, match="expected a number") as e:
+        M.parse_zoneinfo(bad, "zoneinfo")
+    assert (e.value.source, e.value.line) == ("zoneinfo", 108)
+
+
+def test_zoneinfo_missing_zone_header():
+    content = text(HOST / "zoneinfo")
+    with pytest.raises(ParseError, match="before any") as e:
+        M.parse_zoneinfo(content.split("\n", 1)[1], "zoneinfo")
+    assert e.value.line == 1
+
+
+def test_zoneinfo_garbled_zone_header():
+    content = text(HOST / "zoneinfo")
+    bad = replace_line(content, 145, "Node 0 zone   Normal")
+    with pytest.raises(ParseError, match="garbled zone header") as e:
+        M.parse_zoneinfo(bad, "zoneinfo")
+    assert e.value.line == 145
+
+
+def test_zoneinfo_empty():
+    with pytest.raises(ParseError, match="empty"):
+        M.parse_zoneinfo("", "zoneinfo")
+
+
+# --- buddyinfo / pagetypeinfo ----------------------------------------------
+
+def test_buddyinfo_values():
+    b = M.parse_buddyinfo(text(HOST / "buddyinfo"), "buddyinfo")
+    assert b.loc[(0, "DMA32", 10), "free_blocks"] == 752
+    assert b.loc[(0, "Normal", 0), "free_blocks"] == 1599
+    assert len(b) == 33
+    pages = (b["free_blocks"] * (2 ** b.index.get_level_values("order"))).groupby(level="zone").sum()
+    assert pages["DMA"] == 256 + 512 + 3 * 1024
+
+
+def test_buddyinfo_wrong_field_count():
+    content = text(HOST / "buddyinfo")
+    bad = replace_line(content, 2, "Node 0, zone    DMA32      2      2      4      2      5      4")
+    with pytest.raises(ParseError, match="orders") as e:
+        M.parse_buddyinfo(bad, "buddyinfo")
+    assert (e.value.source, e.value.line) == ("buddyinfo", 2)
+
+
+def test_buddyinfo_non_numeric():
+    content = text(HOST / "buddyinfo")
+    bad = content.replace("   1599 ", "   15#9 ")
+    with pytest.raises(ParseError) as e:
+        M.parse_buddyinfo(bad, "buddyinfo")
+    assert e.value.line == 3
+
+
+def test_pagetypeinfo_values():
+    p = M.parse_pagetypeinfo(text(HOST / "pagetypeinfo"), "pagetypeinfo")
+    assert (p.pageblock_order, p.pages_per_block) == (9, 512)
+    assert p.free.loc[(0, "Normal", "Movable", 2), "free_blocks"] == 2194
+    assert p.free.loc[(0, "Normal", "Reclaimable", 0), "free_blocks"] == 593
+    assert not p.free["capped"].any()
+    assert p.blocks.loc[(0, "Normal", "Movable"), "pageblocks"] == 2478
+    assert p.blocks.groupby(level="migratetype").sum().loc["Unmovable", "pageblocks"] == 99
+    assert p.mixed.empty
+
+
+def test_pagetypeinfo_capped_count():
+    content = text(HOST / "pagetypeinfo")
+    line = line_of(content, "zone   Normal, type      Movable")
+    bad = replace_line(content, line, content.split("\n")[line - 1].replace("   941 ", ">100000 ", 1))
+    p = M.parse_pagetypeinfo(bad)
+    row = p.free.loc[(0, "Normal", "Movable", 0)]
+    assert row["free_blocks"] == 100000 and row["capped"]
+
+
+def test_pagetypeinfo_truncated_row():
+    content = text(HOST / "pagetypeinfo")
+    line = line_of(content, "zone   Normal           98")
+    bad = replace_line(content, line, "Node 0, zone   Normal           98         2478")
+    with pytest.raises(ParseError) as e:
+        M.parse_pagetypeinfo(bad, "pagetypeinfo")
+    assert (e.value.source, e.value.line) == ("pagetypeinfo", line)
+
+
+# --- vmstat and per-node files ----------------------------------------------
+
+def test_vmstat():
+    v = M.parse_vmstat(text(HOST / "vmstat"), "vmstat")
+    assert v.shape == (1, 192)
+    assert v.loc[0, "nr_free_pages"] == 1174590
+    assert v.columns[0] == "nr_free_pages"
+
+
+def test_vmstat_garbled():
+    content = text(HOST / "vmstat")
+    with pytest.raises(ParseError) as e:
+        M.parse_vmstat(replace_line(content, 3, "nr_zone_inactive_anon"), "vmstat")
+    assert (e.value.source, e.value.line) == ("vmstat", 3)
+    with pytest.raises(ParseError) as e:
+        M.parse_vmstat(content[:-3], "vmstat")
+    assert e.value.line == 192
+
+
+def test_node_meminfo():
+    m = M.parse_node_meminfo(text(HOST / "node0-meminfo"), "node0-meminfo")
+    assert m.index.tolist() == [0]
+    assert m.loc[0, "MemTotal_kB"] == 8874200
+    assert m.loc[0, "FileHugePages_kB"] == 10240
+    assert m.loc[0, "HugePages_Total"] == 0
+    with pytest.raises(ParseError) as e:
+        M.parse_node_meminfo(text(HOST / "node0-meminfo").replace("8874200", "88742O0"), "node0-meminfo")
+    assert (e.value.source, e.value.line) == ("node0-meminfo", 1)
+
+
+def test_node_numastat_and_vmstat():
+    n = M.parse_node_numastat(text(HOST / "node0-numastat"), "tests/data/host-6.18/node0-numastat")
+    assert n.loc[0].tolist() == [5542829, 0, 0, 1126, 5542829, 0]
+    v = M.parse_node_vmstat(text(HOST / "node0-vmstat"), "whatever", node=3)
+    assert v.index.tolist() == [3] and v.loc[3, "nr_free_pages"] == 1174590
+    with pytest.raises(ParseError, match="node number"):
+        M.parse_node_vmstat(text(HOST / "node0-vmstat"), "vmstat")
+
+
+# --- dmesg --------------------------------------------------------------------
+
+def test_strip_dmesg_prefix():
+    assert M.strip_dmesg_prefix("[    0.003002]   DMA      [mem 0x1000-0xffffff]") == "  DMA      [mem 0x1000-0xffffff]"
+    assert M.strip_dmesg_prefix("<6>[   12.500000][    T1] Zone ranges:\r") == "Zone ranges:"
+    assert M.strip_dmesg_prefix("  node   0: [mem 0x1000-0x9efff]") == "  node   0: [mem 0x1000-0x9efff]"
+    assert M.strip_dmesg_prefix("[    0.1] a\n[    0.2] b") == "a\nb"
+
+
+def test_e820_from_dmesg():
+    e = M.parse_e820(text(HOST / "dmesg.txt"), "dmesg.txt")
+    assert len(e) == 5 and set(e["table"]) == {"BIOS-e820"}
+    first = e.iloc[0]
+    assert (first["start"], first["end"], first["type"]) == (0, 0x9FC00, "usable")
+    assert e.iloc[4][["start", "end"]].tolist() == [0x100000000, 0x640000000]
+    assert e.loc[e["type"] == "usable", "size"].sum() == 0x9FC00 + (0xC0000000 - 0x100000) + 0x540000000
+
+
+def test_e820_garbled():
+    content = text(HOST / "dmesg.txt")
+    line = line_of(content, "BIOS-e820: [mem 0x0000000000100000")
+    bad = replace_line(content, line, "[    0.000000] BIOS-e820: [mem 0x0000000000100000-0x00000000bf")
+    with pytest.raises(ParseError) as e:
+        M.parse_e820(bad, "dmesg.txt")
+    assert (e.value.source, e.value.line) == ("dmesg.txt", line)
+
+
+def test_numa_layout_from_dmesg():
+    L = M.parse_numa_layout(text(HOST / "dmesg.txt"), "dmesg.txt")
+    assert L.zone_ranges.loc["DMA32", ["start", "end"]].tolist() == [0x1000000, 0x100000000]
+    assert L.zone_ranges.loc["Normal", "end_pfn"] == 0x640000
+    assert L.zone_ranges.loc["Device", "empty"] and pd.isna(L.zone_ranges.loc["Device", "start"])
+    assert L.early_node_ranges[["node", "start_pfn", "end_pfn"]].values.tolist() == \
+        [[0, 1, 0x9F], [0, 0x100, 0xC0000], [0, 0x100000, 0x640000]]
+    assert L.initmem.loc[0, ["start", "end"]].tolist() == [0x1000, 0x640000000]
+    assert L.node_data.loc[0, "end"] == 0x640000000
+    assert L.unavailable["pages"].tolist() == [1, 97]
+    assert L.srat_memory.empty and L.movable_zone_start.empty  # this host fakes one node
+
+
+SRAT_LOG = """\
+[    0.000000] ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x1fffffff]
+[    0.000000] ACPI: SRAT: Node 1 PXM 1 [mem 0x20000000-0x3fffffff] hotplug
+[    0.000000] SRAT: PXM 0 -> APIC 0x00 -> Node 0
+[    0.000000] SRAT: PXM 1 -> APIC 0x01 -> Node 1
+[    0.000000] NODE_DATA(1) allocated [mem 0x3ffd5000-0x3fffffff]
+[    0.000000] Movable zone start for each node
+[    0.000000]   Node 1: 0x0000000030000000
+[    0.000000] Early memory node ranges
+[    0.000000]   node   0: [mem 0x0000000000001000-0x000000000009efff]
+[    0.000000]   node   1: [mem 0x0000000020000000-0x000000003fffffff]
+[    0.000000] Initmem setup node 2 as memoryless
+"""
+
+
+def test_numa_layout_srat_lines():
+    L = M.parse_numa_layout(SRAT_LOG, "console.log")
+    assert L.srat_memory[["node", "pxm", "start", "end", "hotplug"]].values.tolist() == \
+        [[0, 0, 0, 0x20000000, False], [1, 1, 0x20000000, 0x40000000, True]]
+    assert L.srat_cpus[["pxm", "apic_id", "node"]].values.tolist() == [[0, 0, 0], [1, 1, 1]]
+    assert L.movable_zone_start.loc[1, "start_pfn"] == 0x30000
+    assert L.initmem.loc[2, "memoryless"] and pd.isna(L.initmem.loc[2, "start"])
+    bad = SRAT_LOG.replace("[mem 0x20000000-0x3fffffff] hotplug", "[mem 0x20000000-")
+    with pytest.raises(ParseError) as e:
+        M.parse_numa_layout(bad, "console.log")
+    assert (e.value.source, e.value.line) == ("console.log", 2)
+    bad = SRAT_LOG.replace("  node   1: [mem 0x0000000020000000-", "  node   1: [mem 0x00000000200")
+    with pytest.raises(ParseError) as e:
+        M.parse_numa_layout(bad, "console.log")
+    assert e.value.line == 10
+
+
+# --- firmware memmap --------------------------------------------------------
+
+def test_firmware_memmap():
+    f = M.read_firmware_memmap(str(HOST / "firmware-memmap"))
+    assert f.index.tolist() == [0, 1, 2, 3, 4]
+    assert f.loc[0, ["start", "end", "type"]].tolist() == [0, 0x9FC00, "System RAM"]
+    assert f.loc[4, "end"] == 0x640000000
+    e = M.parse_e820(text(HOST / "dmesg.txt"))
+    assert f["start"].tolist() == e["start"].tolist() and f["end"].tolist() == e["end"].tolist()
+    with pytest.raises(ParseError) as err:
+        M.parse_firmware_memmap({0: {"start": "0x0\n", "end": "0x9fb", "type": "System RAM\n"}}, "memmap")
+    assert err.value.source == "memmap/0/end" and err.value.line == 1
+
+
+# --- our debugfs files and the test module ----------------------------------
+
+def test_mem_regions_debugfs():
+    r = M.parse_mem_regions(text(REG / "regions"), "regions")
+    zi = M.parse_zoneinfo(text(REG / "zoneinfo"))
+    pd.testing.assert_frame_equal(r, zi.regions)
+    fb = M.parse_mem_free_blocks(text(REG / "free_blocks"), "free_blocks")
+    assert fb.loc[(0, "DMA32", 0, "Movable", 10), "free_blocks"] == 117
+    assert len(fb) == 22
+    assert M.parse_mem_regions_config(text(REG / "config")) == {"region_size_pages": 131072, "sorted": 1}
+    with pytest.raises(ParseError) as e:
+        M.parse_mem_regions(text(REG / "regions").replace("131072 131071 120034", "131072 131071"), "regions")
+    assert (e.value.source, e.value.line) == ("regions", 2)
+    with pytest.raises(ParseError) as e:
+        M.parse_mem_free_blocks(text(REG / "free_blocks").replace("117", "1l7"), "free_blocks")
+    assert e.value.line == 3
+
+
+def test_region_alloc_test_output():
+    assert M.parse_alloc_pfns(text(REG / "control-alloc"))["pfn"].tolist() == [131072, 131584, 132096]
+    assert M.parse_control_result(text(REG / "control-free")) == {"freed": 3}
+    assert M.parse_control_result(text(REG / "control-bench")) == {"ns_per_op": 412.0}
+    with pytest.raises(ParseError) as e:
+        M.parse_alloc_pfns("131072\n13x\n", "control")
+    assert e.value.line == 2
+
+
+# --- snapshot dispatch ------------------------------------------------------
+
+def test_parse_snapshot_host_capture():
+    out = M.load_capture(str(HOST))
+    assert out["zoneinfo"].loc[(0, "DMA32"), "managed"] == 772918
+    assert out["node_meminfo"].loc[0, "MemFree_kB"] == 4698360
+    assert out["node_numastat"].loc[0, "numa_hit"] == 5542829
+    assert out["firmware_memmap"].shape == (5, 4)
+    assert out["dmesg.zone_ranges"].shape[0] == 4
+    live = M.parse_snapshot({"/proc/buddyinfo": text(HOST / "buddyinfo"),
+                             "/sys/devices/system/node/node0/vmstat": text(HOST / "node0-vmstat"),
+                             "/sys/kernel/debug/mem_regions/regions": text(REG / "regions"),
+                             "/sys/kernel/debug/mem_regions/config": text(REG / "config")})
+    assert set(live) == {"buddyinfo", "node_vmstat", "mem_regions.regions", "mem_regions.config"}
+    assert live["mem_regions.config"].loc[0, "sorted"] == 1
+
+
+def test_parse_snapshot_error_names_the_file():
+    with pytest.raises(ParseError) as e:
+        M.parse_snapshot({"node0-numastat": "numa_hit 1\nnuma_miss\n"})
+    assert (e.value.source, e.value.line) == ("node0-numastat", 2)
