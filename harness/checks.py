@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from harness.errors import CheckFailed
+from harness.errors import CheckFailed, ParseError
 from harness.model import ModelInputError
 
 TABLE_COLUMNS = ["key", "field", "expected", "observed", "verdict"]
@@ -180,3 +180,66 @@ def check_regions(
         {"region_free_sum": free_tolerance},
     )
     return pd.concat([geometry, totals], ignore_index=True)
+
+
+def model_inputs(dmesg_text: str, config_text: str | None, source: str = "dmesg") -> dict:
+    """What the layout model needs that only the guest knows: firmware map, zones, boot params.
+
+    Read from the boot log (BIOS-e820 lines, "Command line:") and the kernel .config.
+    """
+    from harness.metrics import parse_e820, strip_dmesg_prefix
+    from harness.model.layout import zones_from_kconfig
+
+    e820 = parse_e820(dmesg_text, source)
+    firmware = e820[e820["table"] == "BIOS-e820"]
+    if firmware.empty:
+        raise ParseError(source, None, "no BIOS-e820 lines: not a boot log, or it was cut")
+    cmdline = ""
+    for line in strip_dmesg_prefix(dmesg_text).splitlines():
+        if line.startswith("Command line:"):
+            cmdline = line.split(":", 1)[1].strip()
+            break
+    params = dict(p.split("=", 1) for p in cmdline.split() if "=" in p)
+    kw: dict = {}
+    if "mem" in params:
+        kw["mem_limit"] = _memparse(params["mem"], source)
+    if "mem_region_size" in params:
+        kw["mem_region_size"] = _memparse(params["mem_region_size"], source)
+    zones = zones_from_kconfig(config_text) if config_text else ("DMA", "DMA32", "Normal", "Movable")
+    return {
+        "firmware_map": [(int(r.start), int(r.end), str(r.type)) for r in firmware.itertuples()],
+        "zones": zones,
+        "cmdline": cmdline,
+        "kwargs": kw,
+    }
+
+
+def _memparse(value: str, source: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    num, suffix = value.rstrip("KMGTkmgt"), value[len(value.rstrip("KMGTkmgt")):].upper()
+    try:
+        return int(num, 0) * units[suffix]
+    except (ValueError, KeyError):
+        raise ParseError(source, None, f"boot parameter value {value!r} is not a size") from None
+
+
+def check_capture(frames: dict[str, pd.DataFrame], inputs: dict,
+                  node_ranges: dict[int, list[tuple[int, int]]] | None) -> pd.DataFrame:
+    """Check one parsed snapshot (harness.metrics.parse_snapshot) against the model.
+
+    inputs come from model_inputs(); node_ranges is the topology's SRAT memory
+    (node -> [(start, end_exclusive)] bytes). Layout is always checked; regions too
+    when the kernel reports them (the regions flavor).
+    """
+    from harness.model.layout import compute_layout
+    from harness.model.regions import predict_regions
+
+    layout = compute_layout(inputs["firmware_map"], node_ranges, inputs["zones"], **inputs["kwargs"])
+    zoneinfo = frames["zoneinfo"]
+    tables = [check_layout(layout.zones, zoneinfo).assign(check="layout")]
+    regions = frames.get("mem_regions.regions")
+    if regions is None or regions.empty:
+        regions = frames.get("zoneinfo.regions")
+    if regions is not None and not regions.empty:
+        tables.append(check_regions(predict_regions(layout), regions, zoneinfo).assign(check="regions"))
+    return pd.concat(tables, ignore_index=True)

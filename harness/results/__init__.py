@@ -1,0 +1,1 @@
+"""Run directories: storing metrics and checks, and comparing runs across kernel builds."""

@@ -1,0 +1,102 @@
+"""The run directory on disk: atomic writes, snapshot trees, metrics as CSV that pandas reads back.
+
+Layout of a guest directory (runs/<stamp>/<flavor>-<topology>/):
+  console.log, vm.json, dmesg.txt, config, <topology>.yaml, workload.log
+  snapshots/<label>/...   raw files per snapshot (before, during-NNN, after)
+  metrics/<frame>.csv     every snapshot's parsed frame, stacked, with columns
+                          snapshot, host_time, guest_uptime in front
+  checks.csv              observed vs model (field, expected, observed, verdict)
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from harness.kernel.cache import atomic_write, read_json, write_json  # noqa: F401 (re-exported)
+from harness.metrics import parse_snapshot
+
+SNAPSHOT_ORDER = ("before", "during", "after")
+
+
+def read_tree(directory: Path) -> dict[str, str]:
+    """Every file under directory as {relative path: text} (a saved snapshot)."""
+    directory = Path(directory)
+    return {str(p.relative_to(directory)): p.read_text(errors="replace")
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    buf = io.StringIO()
+    df.to_csv(buf, index=not isinstance(df.index, pd.RangeIndex))
+    atomic_write(Path(path), buf.getvalue())
+
+
+def _snapshot_sort_key(path: Path) -> tuple[int, str]:
+    prefix = path.name.split("-")[0]
+    return (SNAPSHOT_ORDER.index(prefix) if prefix in SNAPSHOT_ORDER else len(SNAPSHOT_ORDER), path.name)
+
+
+def snapshot_dirs(vm_dir: Path) -> list[Path]:
+    """The saved snapshots of a guest in time order (before, during-000..., after)."""
+    root = Path(vm_dir) / "snapshots"
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.endswith(".tmp")),
+                  key=_snapshot_sort_key)
+
+
+def _snapshot_time(snap: Path) -> dict[str, float]:
+    values = {}
+    if (snap / "time").exists():
+        for line in (snap / "time").read_text().splitlines():
+            key, _, val = line.partition(" ")
+            values[key] = float(val)
+    return {"host_time": values.get("host", float("nan")),
+            "guest_uptime": values.get("guest_uptime", float("nan"))}
+
+
+def write_metrics(vm_dir: Path) -> list[Path]:
+    """Parse every snapshot of a guest and write metrics/<frame>.csv stacked over snapshots."""
+    stacked: dict[str, list[pd.DataFrame]] = {}
+    for snap in snapshot_dirs(vm_dir):
+        files = read_tree(snap)
+        files.pop("time", None)
+        when = _snapshot_time(snap)
+        for key, df in parse_snapshot(files).items():
+            if df is None or df.empty:
+                continue
+            flat = df.reset_index() if not isinstance(df.index, pd.RangeIndex) else df.copy()
+            flat.insert(0, "guest_uptime", when["guest_uptime"])
+            flat.insert(0, "host_time", when["host_time"])
+            flat.insert(0, "snapshot", snap.name)
+            stacked.setdefault(key, []).append(flat)
+    written = []
+    for key, frames in stacked.items():
+        path = Path(vm_dir) / "metrics" / f"{key}.csv"
+        write_csv(path, pd.concat(frames, ignore_index=True))
+        written.append(path)
+    return written
+
+
+def load_metric(vm_dir: Path, key: str) -> pd.DataFrame:
+    """metrics/<key>.csv of a guest directory as a DataFrame (e.g. key 'zoneinfo')."""
+    path = Path(vm_dir) / "metrics" / f"{key}.csv"
+    if not path.exists():
+        from harness.errors import UserError
+        known = sorted(p.stem for p in path.parent.glob("*.csv")) if path.parent.exists() else []
+        raise UserError(f"{path}: no such metric; this guest has: {', '.join(known) or 'none'}")
+    return pd.read_csv(path)
+
+
+def guest_dirs(run_dir: Path) -> list[Path]:
+    """The guest directories of a run (each has a vm.json or dmesg.txt)."""
+    run_dir = Path(run_dir)
+    return sorted(p for p in run_dir.iterdir()
+                  if p.is_dir() and ((p / "dmesg.txt").exists() or (p / "vm.json").exists()))
+
+
+__all__ = ["atomic_write", "read_json", "write_json", "read_tree", "write_csv", "write_metrics",
+           "load_metric", "snapshot_dirs", "guest_dirs"]
