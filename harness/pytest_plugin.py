@@ -16,6 +16,7 @@ import pytest
 
 from harness import kernel, topology
 from harness.errors import HarnessError
+from harness.run import parse_variant
 from harness.session import guest
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ class _State:
                 raise
         return self.builds[flavor]
 
-    def vm(self, flavor: str, topo_name: str, append: str = ""):
+    def vm(self, variant: str, topo_name: str, append: str = ""):
+        flavor, params = parse_variant(variant)
+        append = " ".join(a for a in (params, append) if a)
         result = self.build(flavor)
         key = (result.key, topo_name, append)
         if key in self.boot_errors:
@@ -104,9 +107,9 @@ class _State:
             old.shutdown()
         self.counter += 1
         topo = topology.load(topo_name)
-        workdir = self.workdir / f"{self.counter:03d}-{flavor}-{topo_name}"
+        workdir = self.workdir / f"{self.counter:03d}-{variant}-{topo_name}"
         vm = guest(result.bzimage, topo, workdir, append=append,
-                   accel=self.config.getoption("--rh-accel"), name=f"{flavor}-{topo_name}")
+                   accel=self.config.getoption("--rh-accel"), name=f"{variant}-{topo_name}")
         try:
             vm.start()
         except BaseException as exc:
@@ -151,9 +154,12 @@ def rh_vm(rh_state, rh_topology, request):
 
 @pytest.fixture
 def rh_guest(rh_state):
-    """Factory: rh_guest(flavor, topology, append="") -> booted VM, cached per arguments."""
-    def get(flavor: str, topo_name: str, append: str = ""):
-        vm = rh_state.vm(flavor, topo_name, append)
+    """Factory: rh_guest(variant, topology, append="") -> booted VM, cached per arguments.
+
+    variant is a flavor, optionally with boot parameters: "regions+mem_region_sort=0".
+    """
+    def get(variant: str, topo_name: str, append: str = ""):
+        vm = rh_state.vm(variant, topo_name, append)
         vm.check_console()
         return vm
     return get

@@ -209,6 +209,21 @@ def parse_cpus(value: Any) -> list[int]:
     raise ValueError(f"expected a CPU list such as [0, 1] or '0-1', got {value!r}")
 
 
+def format_cpus(cpus) -> str:
+    """CPU list in the kernel's cpulist format ("0-3,6"; empty for none), as sysfs prints it."""
+    parts, run = [], []
+    for cpu in sorted(cpus):
+        if run and cpu == run[-1] + 1:
+            run.append(cpu)
+            continue
+        if run:
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [cpu]
+    if run:
+        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(parts)
+
+
 def fmt_size(n: int) -> str:
     """The shortest exact K/M/G spelling of ``n`` bytes (used in QEMU args and reports)."""
     for suffix, unit in (("G", GiB), ("M", MiB), ("K", KiB)):

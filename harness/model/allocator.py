@@ -1,0 +1,52 @@
+"""Allocator policy model: where a region-sorted buddy allocator serves a run of allocations.
+
+Replays __rmqueue_smallest() and expand() of 6.12 on per-region free block counts
+(debugfs mem_regions/free_blocks) for one zone and migratetype: an allocation of
+order o takes the head of the smallest non-empty free list of order >= o; with
+sorted lists that head is a block of the lowest region on that list. Splitting a
+larger block leaves one block of each order o..k-1 in the same region.
+Fallback to other migratetypes and per-cpu lists are not modelled: callers drain the
+per-cpu lists first and ask for less than the migratetype has free.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.model import ModelInputError
+
+
+def predict_sorted_allocs(free_blocks: pd.DataFrame, node: int, zone: str, migratetype: str,
+                          order: int, count: int) -> list[int]:
+    """Region id of each of `count` blocks of `order` taken from (node, zone, migratetype).
+
+    free_blocks: index (node, zone, region, migratetype, order), column free_blocks,
+    as harness.metrics.parse_mem_free_blocks returns it.
+    """
+    try:
+        sub = free_blocks.xs((node, zone, migratetype), level=("node", "zone", "migratetype"))
+    except KeyError:
+        raise ModelInputError(f"free_blocks has no rows for node {node} zone {zone} "
+                              f"migratetype {migratetype}") from None
+    counts: dict[tuple[int, int], int] = {
+        (int(region), int(o)): int(n) for (region, o), n in sub["free_blocks"].items() if n
+    }
+    max_order = int(sub.index.get_level_values("order").max())
+    regions_of: dict[int, list[int]] = {}
+    for region, o in counts:
+        regions_of.setdefault(o, []).append(region)
+
+    served = []
+    for i in range(count):
+        current = next((o for o in range(order, max_order + 1) if any(counts.get((r, o)) for r in regions_of.get(o, []))), None)
+        if current is None:
+            raise ModelInputError(f"allocation {i + 1} of {count}: node {node} zone {zone} has no "
+                                  f"{migratetype} block of order >= {order} left")
+        region = min(r for r in regions_of[current] if counts.get((r, current)))
+        counts[(region, current)] -= 1
+        for split in range(order, current):   # expand(): the halves stay in the region
+            counts[(region, split)] = counts.get((region, split), 0) + 1
+            if region not in regions_of.setdefault(split, []):
+                regions_of[split].append(region)
+        served.append(region)
+    return served

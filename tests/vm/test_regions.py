@@ -1,0 +1,83 @@
+"""The regions flavor: per-region statistics match the model; sorted lists allocate lowest-first."""
+
+import pytest
+
+from harness import checks
+from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions
+from harness.model.allocator import predict_sorted_allocs
+
+CONTROL = "/sys/kernel/debug/region_alloc_test/control"
+ORDER = 9          # pageblock order: a THP-sized block, taken from the buddy lists after a drain
+COUNT = 8
+
+
+def test_region_statistics_match_model(rh_guest, rh_topology, guest_facts):
+    vm = rh_guest("regions", rh_topology)
+    frames, inputs, node_ranges = guest_facts(vm, "regions", rh_topology)
+    assert not frames["mem_regions.regions"].empty
+    table = checks.check_capture(frames, inputs, node_ranges)
+    region_rows = table[table["check"] == "regions"]
+    # geometry, present per region and both per-zone sums were all compared
+    assert {"present", "region_free_sum", "region_present_sum"} <= set(region_rows["field"])
+    assert not checks.failed(table), "\n" + checks.render(table, only_failures=True)
+
+
+def _target(vm):
+    """(node, zone) a movable THP allocation on the first node with memory is served from."""
+    regions = parse_mem_regions(vm.run("cat /sys/kernel/debug/mem_regions/regions", check=True).stdout)
+    node = int(regions.index.get_level_values("node").min())
+    zones = regions.xs(node, level="node").index.get_level_values("zone").unique()
+    # the zonelist tries the highest zone first
+    zone = "Normal" if "Normal" in zones else "DMA32"
+    return node, zone
+
+
+def _alloc(vm, node, extra=""):
+    """Free-block snapshot, then COUNT allocations, in one round trip; returns (free_blocks, pfns)."""
+    out = vm.run(f"cat /sys/kernel/debug/mem_regions/free_blocks; echo @@; "
+                 f"echo 'alloc nid={node} order={ORDER} count={COUNT} mt=movable {extra}' > {CONTROL} "
+                 f"&& cat {CONTROL}; echo free > {CONTROL}", check=True).stdout
+    before, pfns = out.split("@@\n")
+    return parse_mem_free_blocks(before, "free_blocks"), parse_alloc_pfns(pfns, "control")["pfn"].tolist()
+
+
+def _region_of(vm, node, zone, pfn):
+    regions = parse_mem_regions(vm.run("cat /sys/kernel/debug/mem_regions/regions", check=True).stdout)
+    z = regions.xs((node, zone), level=("node", "zone"))
+    hit = z[(z["start_pfn"] <= pfn) & (pfn < z["end_pfn"])]
+    assert len(hit) == 1, f"pfn {pfn} is in no region of node {node} {zone}"
+    return int(hit.index[0])
+
+
+def test_sorted_allocations_land_in_lowest_regions(rh_guest, rh_topology):
+    vm = rh_guest("regions", rh_topology)
+    node, zone = _target(vm)
+    free_blocks, pfns = _alloc(vm, node)
+    assert len(pfns) == COUNT
+    expected = predict_sorted_allocs(free_blocks, node, zone, "Movable", ORDER, COUNT)
+    observed = [_region_of(vm, node, zone, pfn) for pfn in pfns]
+    assert observed == expected
+
+
+def test_pfn_window_is_honoured_with_sorting_off(rh_guest, rh_topology):
+    """Sorting off: placement is the buddy's LIFO order, but windows and nodes still hold."""
+    vm = rh_guest("regions+mem_region_sort=0", rh_topology)
+    assert "sorted 0" in vm.run("cat /sys/kernel/debug/mem_regions/config", check=True).stdout
+    node, zone = _target(vm)
+    regions = parse_mem_regions(vm.run("cat /sys/kernel/debug/mem_regions/regions", check=True).stdout)
+    z = regions.xs((node, zone), level=("node", "zone"))
+    top = z[z["free"] >= (COUNT << ORDER) * 2].iloc[-1]     # the highest region with room
+    window = f"low_pfn={int(top.start_pfn)} high_pfn={int(top.end_pfn)}"
+    _, pfns = _alloc(vm, node, window)
+    assert len(pfns) == COUNT
+    assert all(top.start_pfn <= p and p + (1 << ORDER) <= top.end_pfn for p in pfns)
+
+
+def test_bad_requests_are_refused(rh_guest, rh_topology):
+    vm = rh_guest("regions", rh_topology)
+    for bad in ("alloc nid=0 order=11 count=1", "alloc nid=0 order=0 count=0",
+                "alloc nid=99 order=0 count=1", "alloc nid=0 colour=blue", "explode"):
+        res = vm.run(f"echo '{bad}' > {CONTROL}")
+        assert res.status != 0, bad
+        assert "Invalid argument" in res.stderr, (bad, res.stderr)
+    assert vm.run(f"echo free > {CONTROL} && cat {CONTROL}", check=True).stdout.startswith("freed ")
