@@ -26,7 +26,7 @@ from .cpio import CpioWriter
 log = logging.getLogger(__name__)
 
 #: bump when the layout of the image changes in a way the inputs do not show
-IMAGE_FORMAT = 3
+IMAGE_FORMAT = 4
 
 READY_MARKER = "REGION-HARNESS-READY"
 
@@ -38,6 +38,8 @@ PROGRAMS = {
     "usr/bin/dropbearkey": "dropbearkey",
 }
 BUSYBOX = "busybox"
+#: static C helpers compiled into the image: source in files/ -> /usr/bin/<name>
+HELPERS = ("pfbench.c", "rh-seed.c")
 
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\n"
 # dropbear rejects a login whose shell is not listed here
@@ -96,7 +98,7 @@ def base_key(files: dict[str, Path] | None = None) -> str:
     files = files if files is not None else _inputs()
     h = hashlib.sha256()
     h.update(f"format={IMAGE_FORMAT}\n".encode())
-    for name in ("init.sh", "pfbench.c"):
+    for name in ("init.sh", *HELPERS):
         h.update(name.encode() + b"\0" + hashlib.sha256(_guest_file(name)).digest())
     everything: dict[str, Path] = dict(files)
     for host in files.values():
@@ -108,17 +110,17 @@ def base_key(files: dict[str, Path] | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def _compile_pfbench(workdir: Path) -> bytes:
-    src = workdir / "pfbench.c"
-    src.write_bytes(_guest_file("pfbench.c"))
-    out = workdir / "pfbench"
+def _compile_helper(workdir: Path, source: str) -> bytes:
+    src = workdir / source
+    src.write_bytes(_guest_file(source))
+    out = workdir / source.removesuffix(".c")
     cc = os.environ.get("CC", "gcc")
     proc = subprocess.run(
         [cc, "-static", "-O2", "-Wall", "-o", str(out), str(src)],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
-        raise InfraError(f"compiling pfbench failed:\n{proc.stderr.strip()}")
+        raise InfraError(f"compiling {source} failed:\n{proc.stderr.strip()}")
     return out.read_bytes()
 
 
@@ -170,7 +172,9 @@ def _build_base(dest: Path, files: dict[str, Path]) -> None:
             taken.add(link)
 
     with tempfile.TemporaryDirectory(prefix="rh-guest-") as tmp:
-        w.add_file("usr/bin/pfbench", _compile_pfbench(Path(tmp)), 0o755)
+        for source in HELPERS:
+            w.add_file("usr/bin/" + source.removesuffix(".c"),
+                       _compile_helper(Path(tmp), source), 0o755)
         w.add_file("etc/dropbear/dropbear_ed25519_host_key", _host_key(Path(tmp)), 0o600)
 
     _write_atomic(dest, w.finish_gzip())
@@ -210,7 +214,8 @@ def build_base_initramfs(cache_dir: Path) -> Path:
 
 
 def key_archive(authorized_key: str) -> bytes:
-    """The per-run gzip cpio holding /root/.ssh/authorized_keys (modes dropbear accepts)."""
+    """The per-run gzip cpio: /root/.ssh/authorized_keys (modes dropbear accepts) and a
+    fresh entropy seed /etc/rh-seed that /init credits so sshd need not wait for the crng."""
     line = authorized_key.strip()
     if not line or "\n" in line:
         raise ValueError("authorized_key must be one public key line")
@@ -218,6 +223,7 @@ def key_archive(authorized_key: str) -> bytes:
     w.add_dir("root", 0o700)
     w.add_dir("root/.ssh", 0o700)
     w.add_file("root/.ssh/authorized_keys", (line + "\n").encode(), 0o600)
+    w.add_file("etc/rh-seed", os.urandom(64), 0o600)
     return w.finish_gzip()
 
 

@@ -96,7 +96,9 @@ def choose_accel(kernel: Path, initrd: Path, cache_dir: Path, requested: str = "
 
     cache_dir = Path(cache_dir)
     path = cache_dir / PROBE_FILE
-    key = f"{qemu_version()} | {kernel_release(kernel)}"
+    # the release ("6.12.117"), not the whole version string: that one carries the
+    # build time, and every rebuild would pay for a new 20 s probe
+    key = f"{qemu_version()} | {kernel_release(kernel).split()[0]}"
     cache = _load(path)
     hit = cache.get(key)
     if hit and hit.get("accel") in ("tcg", "kvm"):

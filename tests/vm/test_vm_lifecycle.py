@@ -164,9 +164,9 @@ def test_bogus_kernel_leaves_no_qemu(run_files, tmp_path):
 
 def test_panic_is_reported(run_files):
     run_dir, initrd, key = run_files
-    # no such init in the initramfs and no root device: the kernel panics at once
+    # no such init, neither in the initramfs nor as init=: the kernel panics at once
     vm = VM(KERNEL, initrd, run_dir / "panic", QEMU_ARGS, accel="tcg", boot_timeout=60,
-            append="rdinit=/no-such-init", name="panic")
+            append="rdinit=/no-such-init init=/no-such-init", name="panic")
     with pytest.raises(GuestKernelError) as info:
         with vm:
             pass

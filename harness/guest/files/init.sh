@@ -31,6 +31,12 @@ else
     echo "rh-init: no eth0, ssh will not work"
 fi
 
+# credit the per-run seed: without RDRAND or virtio-rng the crng needs seconds
+# under TCG, and dropbear would wait for it before answering
+if [ -f /etc/rh-seed ]; then
+    rh-seed /etc/rh-seed && rm -f /etc/rh-seed
+fi
+
 # the host key was generated when the image was built, so no boot pays for it;
 # -s: keys only, the per-run key arrives in /root/.ssh/authorized_keys
 if [ -x /usr/sbin/dropbear ]; then
