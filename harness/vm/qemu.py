@@ -7,12 +7,14 @@ panic=-1, QEMU dies with its parent through PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import errno
 import functools
 import json
 import logging
 import os
+import queue
 import select
 import shutil
 import signal
@@ -135,6 +137,44 @@ class _PortTaken(Exception):
     pass
 
 
+class _Launcher:
+    """Fork QEMU from one long-lived thread.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the
+    process: a VM started from a short-lived worker thread (a thread pool booting
+    VMs in parallel) would be killed as soon as that worker ended. Forking from a
+    daemon thread that lives as long as the process gives "dies with the harness".
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while True:
+            fn, fut = self._queue.get()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # handed to the caller, not lost here
+                fut.set_exception(exc)
+
+    def call(self, fn):
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="qemu-launcher",
+                                                daemon=True)
+                self._thread.start()
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((fn, fut))
+        return fut.result()
+
+
+_launcher = _Launcher()
+
+
 class VM:
     """A QEMU guest as a context manager: ``with VM(...) as vm: vm.run("uname -r")``.
 
@@ -250,11 +290,11 @@ class VM:
         self._start_time = time.monotonic()
         stderr_path = str(self.stderr_log)
         try:
-            self._child = pexpect.spawn(
+            self._child = _launcher.call(lambda: pexpect.spawn(
                 argv[0], argv[1:], encoding=None, echo=False, timeout=None,
                 preexec_fn=lambda: _child_setup(stderr_path),
                 dimensions=(50, 200),
-            )
+            ))
         except (pexpect.ExceptionPexpect, OSError) as exc:
             self._logfile.close()
             _release_port(port)

@@ -1,10 +1,12 @@
 """VM lifecycle against a real kernel: boot, ssh, exit codes, files, failure cleanup, no orphans."""
 
+import concurrent.futures
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -173,6 +175,40 @@ def test_panic_is_reported(run_files):
     assert info.value.kind == "panic"
     assert "Kernel panic - not syncing" in str(info.value)
     assert_gone(vm.pid)
+
+
+def test_vm_started_in_a_thread_outlives_the_thread(run_files):
+    """PDEATHSIG follows the forking thread: a pool worker that ends must not kill QEMU."""
+    run_dir, initrd, key = run_files
+    vm = VM(KERNEL, initrd, run_dir / "thread", QEMU_ARGS, accel="tcg", name="thread")
+    worker = threading.Thread(target=vm.launch)
+    worker.start()
+    worker.join()
+    try:
+        time.sleep(1)
+        assert vm.is_running()
+    finally:
+        vm.shutdown()
+    assert_gone(vm.pid)
+
+
+def test_parallel_vms_do_not_collide(run_files):
+    run_dir, initrd, key = run_files
+    vms = [VM(KERNEL, initrd, run_dir / f"par{i}", ["-machine", "q35", "-m", "512M"],
+              accel="tcg", ssh_key=key, name=f"par{i}") for i in range(2)]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda v: v.start(), vms))
+    try:
+        assert vms[0].port != vms[1].port
+        for i, v in enumerate(vms):
+            v.run(f"echo {i} > /tmp/who", check=True)
+        for i, v in enumerate(vms):
+            assert v.run("cat /tmp/who").stdout.strip() == str(i)
+    finally:
+        for v in vms:
+            v.shutdown()
+    for v in vms:
+        assert_gone(v.pid)
 
 
 def test_killed_harness_leaves_no_qemu(run_files, tmp_path):
