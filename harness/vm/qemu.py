@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import re
 import select
 import shutil
 import signal
@@ -186,7 +187,8 @@ class VM:
     def __init__(self, kernel: Path, initrd: Path, workdir: Path, qemu_args: list[str],
                  append: str = "", accel: str = "auto", boot_timeout: float = 120,
                  name: str | None = None, ssh_key: Path | None = None,
-                 cache_dir: Path | None = None, qemu: str = QEMU):
+                 cache_dir: Path | None = None, qemu: str = QEMU,
+                 ignore_problems: list[str] | tuple[str, ...] = ()):
         self.kernel = Path(kernel)
         self.initrd = Path(initrd)
         self.workdir = Path(workdir)
@@ -198,6 +200,9 @@ class VM:
         self.ssh_key = Path(ssh_key) if ssh_key else None
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.qemu = qemu
+        # regexes of console lines that are expected (a test that provokes a WARNING
+        # on purpose) and must not count as a guest kernel problem
+        self.ignore_problems = [re.compile(p) for p in ignore_problems]
         self.record = VMRecord(name=self.name)
 
         self.console_log = self.workdir / "console.log"
@@ -358,6 +363,9 @@ class VM:
                 self._ready_time = time.monotonic()
             if self._problem is None:
                 kind = con.classify_line(line)
+                if kind and any(p.search(line) for p in self.ignore_problems):
+                    log.info("%s: ignoring expected %s: %s", self.name, kind, line)
+                    kind = None
                 if kind:
                     self._problem = (i, kind)
                     self._problem_time = time.monotonic()

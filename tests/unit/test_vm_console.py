@@ -88,3 +88,32 @@ def test_excerpt_is_bounded():
     got = problem.excerpt.splitlines()
     assert got[0] == lines[250 - con.CONTEXT_BEFORE]
     assert got[-1] == lines[250 + con.CONTEXT_AFTER]
+
+
+def _vm(tmp_path, **kw):
+    from harness.vm import VM
+
+    return VM(tmp_path / "k", tmp_path / "i", tmp_path / "w", [], accel="tcg", **kw)
+
+
+def test_vm_console_stream_ready_and_problem(tmp_path):
+    from harness.errors import GuestKernelError
+
+    vm = _vm(tmp_path)
+    boot = (DATA / "boot-vanilla-6.12.117-tcg-q35-2G-2cpu.txt").read_text(errors="replace")
+    # fed in odd-sized pieces, as the pty delivers it
+    for i in range(0, len(boot), 777):
+        vm._feed(boot[i:i + 777])
+    assert vm._ready_time is not None
+    vm.check_console()  # clean
+    vm._feed("[ 9.0] WARNING: CPU: 1 PID: 7 at mm/page_alloc.c:1 f+0x1/0x2\r\n[ 9.1] Call Trace:\r\n")
+    with pytest.raises(GuestKernelError) as info:
+        vm.check_console(settle=0)
+    assert info.value.kind == "WARNING"
+    assert "Call Trace:" in str(info.value)
+
+
+def test_vm_console_ignores_expected_problems(tmp_path):
+    vm = _vm(tmp_path, ignore_problems=[r"WARNING: .* at mm/expected\.c"])
+    vm._feed("[ 9.0] WARNING: CPU: 1 PID: 7 at mm/expected.c:1 f+0x1/0x2\n")
+    vm.check_console(settle=0)
