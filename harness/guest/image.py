@@ -213,34 +213,42 @@ def build_base_initramfs(cache_dir: Path) -> Path:
     return dest
 
 
-def key_archive(authorized_key: str) -> bytes:
+def key_archive(authorized_key: str | None, extra_files: dict[str, bytes] | None = None) -> bytes:
     """The per-run gzip cpio: /root/.ssh/authorized_keys (modes dropbear accepts) and a
     fresh entropy seed /etc/rh-seed that /init credits so sshd need not wait for the crng."""
-    line = authorized_key.strip()
-    if not line or "\n" in line:
-        raise ValueError("authorized_key must be one public key line")
     w = CpioWriter()
-    w.add_dir("root", 0o700)
-    w.add_dir("root/.ssh", 0o700)
-    w.add_file("root/.ssh/authorized_keys", (line + "\n").encode(), 0o600)
+    if authorized_key is not None:
+        line = authorized_key.strip()
+        if not line or "\n" in line:
+            raise ValueError("authorized_key must be one public key line")
+        w.add_dir("root", 0o700)
+        w.add_dir("root/.ssh", 0o700)
+        w.add_file("root/.ssh/authorized_keys", (line + "\n").encode(), 0o600)
     w.add_file("etc/rh-seed", os.urandom(64), 0o600)
+    # per-run files, e.g. etc/rh-cmd, which /init runs before powering off when
+    # booted with rh.poweroff=1; executable so a script works as is
+    for path, data in sorted((extra_files or {}).items()):
+        w.add_file(path, data, 0o755)
     return w.finish_gzip()
 
 
 def build_initramfs(cache_dir: Path, authorized_key: str | None = None,
-                    dest: Path | None = None) -> Path:
-    """Return an initramfs to boot: the cached base, plus the key archive if a key is given.
+                    dest: Path | None = None,
+                    extra_files: dict[str, bytes] | None = None) -> Path:
+    """Return an initramfs to boot: the cached base, plus the per-run archive if needed.
 
-    With a key, the result is the base followed by the key archive, written to
+    With a key or extra files (guest path -> bytes, mode 0755), the result is the base followed by the key archive, written to
     ``dest`` (default: next to the base, named after the key's hash) atomically.
     Pass a per-VM ``dest`` (e.g. in the VM workdir) to keep per-run files out of the cache.
     """
     base = build_base_initramfs(Path(cache_dir))
-    if authorized_key is None:
+    if authorized_key is None and not extra_files:
         return base
-    extra = key_archive(authorized_key)
+    extra = key_archive(authorized_key, extra_files)
     if dest is None:
-        khash = hashlib.sha256(authorized_key.strip().encode()).hexdigest()[:12]
+        ident = (authorized_key or "").strip().encode() + repr(sorted(
+            (extra_files or {}).items())).encode()
+        khash = hashlib.sha256(ident).hexdigest()[:12]
         dest = base.with_name(base.name.replace(".cpio.gz", f"-key-{khash}.cpio.gz"))
     dest = Path(dest)
     _write_atomic(dest, base.read_bytes() + extra)

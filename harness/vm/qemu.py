@@ -465,6 +465,16 @@ class VM:
     def pid(self) -> int | None:
         return self.record.pid
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for QEMU to exit on its own (a guest booted with rh.poweroff=1); its status or None."""
+        status = self._wait_exit(timeout)
+        if status is not None:
+            with self._cond:
+                # let the reader finish the last console lines before callers read them
+                while not self._eof:
+                    self._cond.wait(1.0)
+        return status
+
     def is_running(self) -> bool:
         return self._child is not None and self._child.isalive()
 

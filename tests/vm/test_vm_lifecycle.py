@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import GuestKernelError, VMError
-from harness.guest import prepare_run
+from harness.guest import build_initramfs, prepare_run
 from harness.vm import VM
 from harness.vm.accel import default_cache_dir
 
@@ -136,6 +136,18 @@ def test_guest_tools(vm):
 
 
 def test_console_is_clean(vm):
+    vm.check_console()
+
+
+def test_poweroff_mode_runs_rh_cmd(tmp_path):
+    initrd = build_initramfs(GUEST_CACHE, dest=tmp_path / "initrd.cpio.gz", extra_files={
+        "etc/rh-cmd": b"#!/bin/sh\necho rh-cmd ran on $(uname -r)\nexit 4\n"})
+    vm = VM(KERNEL, initrd, tmp_path / "vm", QEMU_ARGS, accel="tcg", append="rh.poweroff=1",
+            name="poweroff")
+    with vm:
+        assert vm.wait_exit(60) == 0  # the guest powered itself off
+        text = vm.console_text()
+    assert "rh-cmd ran on 6.12" in text and "RH-CMD-EXIT=4" in text
     vm.check_console()
 
 
