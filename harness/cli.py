@@ -160,7 +160,6 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--kernel", help="boot this bzImage instead of building a flavor")
     bt.add_argument("--workdir", help="where console.log and the per-run files go")
     bt.add_argument("--timeout", type=float, default=600, help="seconds CMD may take")
-    bt.add_argument("cmd", nargs=argparse.REMAINDER)
     vm_options(bt)
     bt.set_defaults(func=cmd_boot)
 
@@ -191,9 +190,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # everything after "--" is the guest command of `harness boot`
+    cmd = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     args = parser().parse_args(argv)
-    if getattr(args, "cmd", None) and args.cmd[:1] == ["--"]:
-        args.cmd = args.cmd[1:]
+    args.cmd = cmd
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

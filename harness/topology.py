@@ -521,8 +521,10 @@ def _argv(topo: Topology, workdir: Path) -> list[str]:
     return [
         "-machine", topo.machine,
         "-m", fmt_size(topo.memory_bytes),
-        # Explicit shape so the APIC ids are 0..N-1, the ids the SRAT names (acpi.apic_id).
-        "-smp", f"{topo.cpus},sockets=1,cores={topo.cpus},threads=1",
+        # One socket per vCPU: APIC ids are 0..N-1 (the ids the SRAT names, acpi.apic_id),
+        # and no two CPUs share a last-level cache. With one socket, CPUs of different nodes
+        # would be LLC siblings and the guest WARNs in topology_sane() at boot.
+        "-smp", f"{topo.cpus},sockets={topo.cpus},cores=1,threads=1",
         "-acpitable", acpitable(workdir / "srat.bin"),
         "-acpitable", acpitable(workdir / "slit.bin"),
     ]  # fmt: skip

@@ -480,7 +480,7 @@ def test_qemu_args_pass_acpi_tables_and_no_numa(tmp_path, name):
 
 def test_qemu_args_interleaved_values(tmp_path):
     argv = qemu_args(load("interleaved"), tmp_path)
-    assert argv[:6] == ["-machine", "q35", "-m", "8G", "-smp", "2,sockets=1,cores=2,threads=1"]
+    assert argv[:6] == ["-machine", "q35", "-m", "8G", "-smp", "2,sockets=2,cores=1,threads=1"]
 
 
 def test_qemu_args_escape_commas(tmp_path):
