@@ -187,10 +187,15 @@ def model_inputs(dmesg_text: str, config_text: str | None, source: str = "dmesg"
 
     Read from the boot log (BIOS-e820 lines, "Command line:") and the kernel .config.
     """
-    from harness.metrics import parse_e820, strip_dmesg_prefix
+    from harness.metrics import parse_e820, parse_numa_layout, strip_dmesg_prefix
     from harness.model.layout import zones_from_kconfig
 
     e820 = parse_e820(dmesg_text, source)
+    numa = parse_numa_layout(dmesg_text, source)
+    srat: dict[int, list[tuple[int, int]]] = {}
+    for r in numa.srat_memory.itertuples():
+        srat.setdefault(int(r.node), []).append((int(r.start), int(r.end)))
+    memoryless = sorted(int(n) for n, flag in numa.initmem["memoryless"].items() if flag)
     firmware = e820[e820["table"] == "BIOS-e820"]
     if firmware.empty:
         raise ParseError(source, None, "no BIOS-e820 lines: not a boot log, or it was cut")
@@ -211,6 +216,8 @@ def model_inputs(dmesg_text: str, config_text: str | None, source: str = "dmesg"
         "zones": zones,
         "cmdline": cmdline,
         "kwargs": kw,
+        "srat_ranges": srat or None,       # what the kernel was told (None: no SRAT)
+        "memoryless": memoryless,          # "Initmem setup node N as memoryless"
     }
 
 
@@ -224,17 +231,24 @@ def _memparse(value: str, source: str) -> int:
 
 
 def check_capture(frames: dict[str, pd.DataFrame], inputs: dict,
-                  node_ranges: dict[int, list[tuple[int, int]]] | None) -> pd.DataFrame:
+                  node_ranges: dict[int, list[tuple[int, int]]] | None = None,
+                  memoryless: list[int] | None = None) -> pd.DataFrame:
     """Check one parsed snapshot (harness.metrics.parse_snapshot) against the model.
 
-    inputs come from model_inputs(); node_ranges is the topology's SRAT memory
-    (node -> [(start, end_exclusive)] bytes). Layout is always checked; regions too
-    when the kernel reports them (the regions flavor).
+    inputs come from model_inputs(). node_ranges is the declared memory per node
+    (node -> [(start, end_exclusive)] bytes, from the topology) and memoryless the
+    declared nodes with CPUs only; by default both are what the guest's dmesg says
+    its SRAT held. Layout is always checked; regions too when the kernel reports them.
     """
     from harness.model.layout import compute_layout
     from harness.model.regions import predict_regions
 
-    layout = compute_layout(inputs["firmware_map"], node_ranges, inputs["zones"], **inputs["kwargs"])
+    if node_ranges is None:
+        node_ranges = inputs["srat_ranges"]
+    if memoryless is None:
+        memoryless = inputs["memoryless"]
+    layout = compute_layout(inputs["firmware_map"], node_ranges, inputs["zones"],
+                            memoryless_nodes=memoryless, **inputs["kwargs"])
     zoneinfo = frames["zoneinfo"]
     tables = [check_layout(layout.zones, zoneinfo).assign(check="layout")]
     regions = frames.get("mem_regions.regions")

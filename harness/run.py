@@ -125,12 +125,13 @@ def check_vm_dir(vm_dir: Path) -> pd.DataFrame:
     inputs = checks.model_inputs((vm_dir / "dmesg.txt").read_text(errors="replace"), config,
                                  str(vm_dir / "dmesg.txt"))
     node_ranges = {n.id: list(n.ranges) for n in topo.nodes if n.ranges}
+    memoryless = [n.id for n in topo.nodes if not n.ranges]
     tables = []
     for label in ("before", "after"):
         snap = vm_dir / "snapshots" / label
         if snap.is_dir():
             frames = parse_snapshot(store.read_tree(snap))
-            tables.append(checks.check_capture(frames, inputs, node_ranges).assign(snapshot=label))
+            tables.append(checks.check_capture(frames, inputs, node_ranges, memoryless).assign(snapshot=label))
     if not tables:
         raise UserError(f"{vm_dir}: no before/after snapshot to check")
     table = pd.concat(tables, ignore_index=True)

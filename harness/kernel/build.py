@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import BuildError, ConfigError, HarnessError, InfraError, PatchError
-from harness.kernel.cache import (PATCHES_DIR, build_lock, cache_root, disk_full_is_infra,
-                                  read_json, write_json)
+from harness.kernel.cache import (PATCHES_DIR, atomic_write, build_lock, cache_root,
+                                  disk_full_is_infra, read_json, write_json)
 from harness.kernel.config import Flavor, configure, configure_commands, load_flavor
 from harness.kernel.patches import Patch, parse_series, patches_digest, sync_series
 from harness.kernel.source import KernelSource, check_clean_for_o_build, resolve_source
@@ -136,6 +136,26 @@ def pre_key(source_identity: str, fragments: list[Path] | tuple[Path, ...], patc
         "patches": [hashlib.sha256(c).hexdigest() for c in patch_contents],
         "toolchain": toolchain,
         "make": [CC, TARGET],
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def config_key(source_identity: str, fragments: list[Path] | tuple[Path, ...], patches: list[Patch],
+               toolchain: str) -> str:
+    """sha256 of what determines the final .config: configure takes ~12 s, so its output is memoized.
+
+    Only patches that touch a Kconfig file can change the .config; the others (the
+    usual edit-rebuild loop on mm/page_alloc.c) reuse it without running configure.
+    """
+    kconfig_patches = [p.sha256 for p in patches
+                       if any(Path(f).name.startswith("Kconfig") for f in p.touched_files())]
+    recipe = {
+        "schema": SCHEMA,
+        "source": source_identity,
+        "fragments": [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in fragments],
+        "kconfig_patches": kconfig_patches,
+        "toolchain": toolchain,
+        "make": [CC],
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
@@ -382,6 +402,21 @@ def _store(ctx: _Context, key: str, patches: list[Patch], log_path: Path, starte
     return BuildResult(flavor=ctx.flavor.name, key=key, directory=final, metadata=meta, cached=False)
 
 
+def _configure_memo(ctx: _Context, patches: list[Patch], log_fh) -> str:
+    """Configure, unless the build dir already holds the .config these inputs produced last time."""
+    memo = ctx.root / "configs" / f"{config_key(ctx.source.identity, ctx.flavor.fragments, patches, ctx.toolchain)}.config"
+    current = ctx.builddir / ".config"
+    if memo.exists() and current.exists() and memo.read_bytes() == current.read_bytes():
+        ctx.progress("configure: unchanged inputs, .config already in place (verified when made)")
+        log_fh.write(f"# configure skipped: {current} equals {memo}\n")
+        return current.read_text()
+    ctx.progress(f"configure: tinyconfig + {', '.join(Path(f).name for f in ctx.flavor.fragments)}")
+    text = configure(ctx.srctree, ctx.builddir, ctx.flavor.fragments, ctx.make_vars, ctx.env, log_file=log_fh)
+    # saved only after verify_config passed inside configure()
+    atomic_write(memo, text)
+    return text
+
+
 def _build_once(ctx: _Context, patches: list[Patch], t0: float, force: bool = False) -> BuildResult:
     """Sync the series, configure, look the key up, and make on a miss. Caller holds the lock."""
     started = _now()
@@ -401,9 +436,7 @@ def _build_once(ctx: _Context, patches: list[Patch], t0: float, force: bool = Fa
         t = time.monotonic()
         ctx.builddir.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log_fh:
-            ctx.progress(f"configure: tinyconfig + {', '.join(Path(f).name for f in ctx.flavor.fragments)}")
-            config_text = configure(ctx.srctree, ctx.builddir, ctx.flavor.fragments, ctx.make_vars,
-                                    ctx.env, log_file=log_fh)
+            config_text = _configure_memo(ctx, patches, log_fh)
             ctx.durations["configure"] = time.monotonic() - t
             key = cache_key(ctx.source.identity, [p.content for p in patches], config_text, ctx.compiler)
             meta = None if force else _lookup(ctx.root, key)

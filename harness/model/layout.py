@@ -323,6 +323,7 @@ def compute_layout(
     kernelcore: int | None = None,
     mem_region_size: int = DEFAULT_REGION_SIZE,
     boot_reserve_bytes: int = DEFAULT_BOOT_RESERVE_BYTES,
+    memoryless_nodes: Iterable[int] = (),
 ) -> Layout:
     """Replay the 6.12 x86_64 boot-time memory setup on plain data and return the layout.
 
@@ -335,6 +336,7 @@ def compute_layout(
     movablecore / kernelcore: not modelled yet; passing one raises ModelInputError.
     mem_region_size: region size in bytes for the region geometry (power of two >= 4 MiB).
     boot_reserve_bytes: allowance for non-memmap boot reservations per node (managed bounds).
+    memoryless_nodes: nodes with CPUs and no memory; they get rows of empty zones.
     """
     if movablecore is not None or kernelcore is not None:
         raise ModelInputError(
@@ -444,6 +446,12 @@ def compute_layout(
                 node_managed_max * KIB_PER_PAGE,
             )
         )
+
+    # A node with CPUs and no memory is still onlined (init_memory_less_node) and
+    # /proc/zoneinfo prints its zones, all empty.
+    for nid in sorted(set(memoryless_nodes) - set(node_mem)):
+        zone_rows.extend((nid, z, 0, 0, 0, 0, 0, 0) for z in zone_list)
+        node_rows.append((nid, 0, 0, 0, 0, 0, 0))
 
     zones_df = pd.DataFrame(zone_rows, columns=["node", "zone", *ZONE_COLUMNS]).set_index(["node", "zone"])
     nodes_df = pd.DataFrame(node_rows, columns=["node", *NODE_COLUMNS]).set_index("node")

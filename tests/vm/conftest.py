@@ -15,13 +15,17 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def guest_facts(rh_build):
-    """facts(vm, flavor, topo_name) -> (frames of a fresh snapshot, model inputs, node ranges)."""
+    """facts(vm, flavor, topo_name) -> (frames of a fresh snapshot, model inputs, declared).
+
+    declared is (node ranges, memoryless nodes) of the topology, for checks.check_capture.
+    """
     def facts(vm, flavor, topo_name):
         dmesg = vm.run("dmesg", check=True).stdout
         config = rh_build(flavor.split("+")[0]).config_path.read_text()
         inputs = checks.model_inputs(dmesg, config, f"{vm.name}:dmesg")
         topo = topology.load(topo_name)
-        node_ranges = {n.id: list(n.ranges) for n in topo.nodes if n.ranges}
+        declared = ({n.id: list(n.ranges) for n in topo.nodes if n.ranges},
+                    [n.id for n in topo.nodes if not n.ranges])
         frames = parse_snapshot(take_snapshot(vm, "test").files)
-        return frames, inputs, node_ranges
+        return frames, inputs, declared
     return facts
