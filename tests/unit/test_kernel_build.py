@@ -76,3 +76,19 @@ def test_format_steps():
     assert lines[1].split() == ["0001-a.patch", "yes", "yes", "12.3"]
     assert lines[2].split() == ["0002-b.patch", "yes", "no", "3.0"]
     assert lines[3].split() == ["0003-c.patch", "no", "no", "0.1"]
+
+
+def test_config_key_ignores_patches_without_kconfig(tmp_path):
+    from harness.kernel.build import config_key
+    from harness.kernel.patches import Patch
+
+    frag = tmp_path / "a.config"
+    frag.write_text("CONFIG_NUMA=y\n")
+    code = Patch("0001-code.patch", tmp_path / "x", P1, 1)  # touches mm/Makefile, mm/mm_regions.c
+    kconf = Patch("0002-kconfig.patch", tmp_path / "y",
+                  b"diff --git a/mm/Kconfig b/mm/Kconfig\n--- a/mm/Kconfig\n+++ b/mm/Kconfig\n", 2)
+    none = config_key(SRC, [frag], [], "gcc | ld")
+    assert config_key(SRC, [frag], [code], "gcc | ld") == none
+    assert config_key(SRC, [frag], [code, kconf], "gcc | ld") != none
+    frag.write_text("CONFIG_NUMA=y\nCONFIG_SMP=y\n")
+    assert config_key(SRC, [frag], [], "gcc | ld") != none
