@@ -8,7 +8,9 @@ measurement wrong without anyone noticing.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, InfraError
 from harness.kernel.cache import FLAVORS_DIR
 
 log = logging.getLogger(__name__)
@@ -295,11 +297,14 @@ def configure(srctree: Path, builddir: Path, fragments: list[Path] | tuple[Path,
         if log_file is not None:
             log_file.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
         if proc.returncode != 0:
-            raise ConfigError(f"configuring failed: {' '.join(cmd)} exited {proc.returncode}:\n"
-                              f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
+            out = (proc.stdout + proc.stderr).strip()
+            if "No space left on device" in out:
+                raise OSError(errno.ENOSPC, f"No space left on device ({builddir})")
+            # the fragments were parsed already; a failing kconfig run is the host's problem
+            # (missing flex/bison/gcc, a broken tree), not the user's input
+            raise InfraError(f"configuring failed: {' '.join(cmd)} exited {proc.returncode}:\n{out[-2000:]}")
     new = cfg.read_bytes()
     if old is not None and new == old and old_stat is not None:
-        import os
         os.utime(cfg, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
     text = new.decode()
     verify_config(requested_options(fragments), text, srctree)
