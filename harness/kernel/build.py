@@ -428,14 +428,15 @@ def _build_once(ctx: _Context, patches: list[Patch], t0: float, force: bool = Fa
         if ctx.flavor.patches:
             res = sync_series(patches, ctx.source.path, ctx.srctree, ctx.source.describe(), ctx.workdir)
             ctx.progress(f"patch: {len(patches)} patch(es), {len(res['changed'])} file(s) changed")
-        elif (ctx.workdir / "patch-state.json").exists():
+        elif ctx.srctree != ctx.source.path and (ctx.workdir / "patch-state.json").exists():
             # the flavor used to be patched: restore the pristine files
             sync_series([], ctx.source.path, ctx.srctree, ctx.source.describe(), ctx.workdir)
         ctx.durations["patch"] = time.monotonic() - t
 
         t = time.monotonic()
         ctx.builddir.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "w") as log_fh:
+        # line-buffered: people tail -f this log while make runs
+        with open(log_path, "w", buffering=1) as log_fh:
             config_text = _configure_memo(ctx, patches, log_fh)
             ctx.durations["configure"] = time.monotonic() - t
             key = cache_key(ctx.source.identity, [p.content for p in patches], config_text, ctx.compiler)
@@ -539,11 +540,17 @@ def _build_each_patch(ctx: _Context, t0: float, force: bool) -> BuildResult:
         prefix = ctx.patches[:k]
         ctx.progress(f"each-patch: step {k}/{len(ctx.patches)}: up to {patch.name}")
         ts = time.monotonic()
+        pk = pre_key(ctx.source.identity, ctx.flavor.fragments, [p.content for p in prefix], ctx.toolchain)
         try:
-            t_lock = time.monotonic()
-            with build_lock(ctx.root):
-                ctx.lock_wait = time.monotonic() - t_lock
-                res = _build_once(ctx, prefix, ts, force)
+            hit = None if force else _prekey_hit(ctx.root, pk)
+            if hit:
+                res = BuildResult(ctx.flavor.name, hit[0], ctx.root / "kernels" / hit[0], hit[1], cached=True)
+            else:
+                t_lock = time.monotonic()
+                with build_lock(ctx.root):
+                    ctx.lock_wait = time.monotonic() - t_lock
+                    res = _build_once(ctx, prefix, ts, force)
+                _remember_prekey(ctx.root, pk, res.key)
             step.applied = step.built = True
             step.cached, step.key = res.cached, res.key
             last = res
