@@ -115,7 +115,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, metrics=()) -> pd.Data
         m = METRICS[row.metric]
         if pd.isna(row.base) or pd.isna(row.new):
             ratios.append(math.nan)
-            verdicts.append("n/a" if pd.isna(row.base) and pd.isna(row.new) else "missing")
+            verdicts.append("no-data" if pd.isna(row.base) and pd.isna(row.new) else "missing")
             continue
         ratio = row.new / row.base if row.base else (math.inf if row.new else 1.0)
         ratios.append(ratio)

@@ -33,9 +33,16 @@ def _target(vm):
 
 
 def _alloc(vm, node, extra=""):
-    """Free-block snapshot, then COUNT allocations, in one round trip; returns (free_blocks, pfns)."""
-    out = vm.run(f"cat /sys/kernel/debug/mem_regions/free_blocks; echo @@; "
-                 f"echo 'alloc nid={node} order={ORDER} count={COUNT} mt=movable {extra}' > {CONTROL} "
+    """Drain, free-block snapshot, then COUNT allocations, in one round trip.
+
+    The drain comes first (a one-page alloc drains every per-cpu list) so the snapshot
+    sees the blocks the allocation will see: a drained THP block can merge with its
+    buddy or, at the end of RAM, stay a lone order-9 block. The measured alloc then
+    runs with drain=0. Returns (free_blocks, pfns).
+    """
+    out = vm.run(f"echo 'alloc nid={node} order=0 count=1' > {CONTROL} && echo free > {CONTROL} && "
+                 f"cat /sys/kernel/debug/mem_regions/free_blocks; echo @@; "
+                 f"echo 'alloc nid={node} order={ORDER} count={COUNT} mt=movable drain=0 {extra}' > {CONTROL} "
                  f"&& cat {CONTROL}; echo free > {CONTROL}", check=True).stdout
     before, pfns = out.split("@@\n")
     return parse_mem_free_blocks(before, "free_blocks"), parse_alloc_pfns(pfns, "control")["pfn"].tolist()
