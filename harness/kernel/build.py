@@ -541,6 +541,7 @@ def _build_each_patch(ctx: _Context, t0: float, force: bool) -> BuildResult:
         ctx.progress(f"each-patch: step {k}/{len(ctx.patches)}: up to {patch.name}")
         ts = time.monotonic()
         pk = pre_key(ctx.source.identity, ctx.flavor.fragments, [p.content for p in prefix], ctx.toolchain)
+        ctx.lock_wait = 0.0
         try:
             hit = None if force else _prekey_hit(ctx.root, pk)
             if hit:
@@ -557,13 +558,15 @@ def _build_each_patch(ctx: _Context, t0: float, force: bool) -> BuildResult:
         except PatchError as exc:
             step.error = str(exc)
             first_error = first_error or exc
-            step.seconds = time.monotonic() - ts
+            step.seconds = time.monotonic() - ts - ctx.lock_wait
             break  # every later step contains this patch too
         except (BuildError, ConfigError) as exc:
             step.applied = True
             step.error = str(exc)
             first_error = first_error or exc
-        step.seconds = time.monotonic() - ts
+        # time spent waiting for someone else's build is not this step's cost
+        step.seconds = time.monotonic() - ts - ctx.lock_wait
+        ctx.lock_wait = 0.0
     for s in steps:
         ctx.progress(f"each-patch: {s.patch}: applied={s.applied} built={s.built} {s.seconds:.1f} s")
     table = format_steps(steps)
