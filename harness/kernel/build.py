@@ -411,7 +411,8 @@ def _configure_memo(ctx: _Context, patches: list[Patch], log_fh) -> str:
         log_fh.write(f"# configure skipped: {current} equals {memo}\n")
         return current.read_text()
     ctx.progress(f"configure: tinyconfig + {', '.join(Path(f).name for f in ctx.flavor.fragments)}")
-    text = configure(ctx.srctree, ctx.builddir, ctx.flavor.fragments, ctx.make_vars, ctx.env, log_file=log_fh)
+    text = configure(ctx.srctree, ctx.builddir, ctx.flavor.fragments, ctx.make_vars, ctx.env, log_file=log_fh,
+                     partial_series=len(patches) < len(ctx.patches))
     # saved only after verify_config passed inside configure()
     atomic_write(memo, text)
     return text

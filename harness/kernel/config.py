@@ -282,11 +282,13 @@ def configure_commands(srctree: Path, builddir: Path, fragments: list[Path] | tu
 
 
 def configure(srctree: Path, builddir: Path, fragments: list[Path] | tuple[Path, ...],
-              make_vars: list[str], env: dict, log_file=None) -> str:
+              make_vars: list[str], env: dict, log_file=None, partial_series: bool = False) -> str:
     """Write <builddir>/.config from tinyconfig + fragments, verify it, return its text.
 
     If the result is identical to the previous .config, the old file (and its mtime)
-    is kept so make does not even rerun syncconfig.
+    is kept so make does not even rerun syncconfig. partial_series: the tree carries
+    only the first patches of the series (--each-patch), so an option no Kconfig file
+    defines yet is one a later patch adds: it is skipped, not an error.
     """
     builddir.mkdir(parents=True, exist_ok=True)
     cfg = builddir / ".config"
@@ -307,5 +309,11 @@ def configure(srctree: Path, builddir: Path, fragments: list[Path] | tuple[Path,
     if old is not None and new == old and old_stat is not None:
         os.utime(cfg, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
     text = new.decode()
-    verify_config(requested_options(fragments), text, srctree)
+    requested = requested_options(fragments)
+    if partial_series:
+        undefined = [n for n, sym in find_kconfig_symbols(srctree, list(requested)).items() if not sym.defined_at]
+        for name in undefined:
+            log.info("CONFIG_%s is not defined before a later patch of the series: not verified", name)
+            del requested[name]
+    verify_config(requested, text, srctree)
     return text
