@@ -1,9 +1,11 @@
 """Build the guest initramfs: a cached base archive plus a tiny per-run key archive.
 
 The base (busybox, stress-ng, numactl, dropbear, pfbench, their libraries, /init,
-an ssh host key) takes seconds to build and is cached under a content key. The
-per-run ssh public key goes into a second gzip cpio appended to it: the kernel
-unpacks concatenated archives in order, so a new key costs milliseconds.
+an ssh host key) takes seconds to build and is cached under a content key. It is
+stored uncompressed: under TCG the guest spends about 0.9 s gunzipping 12 MB at boot,
+while QEMU copies 38 MB of plain cpio into guest memory in milliseconds. The per-run
+ssh public key goes into a second (gzip) cpio appended to it: the kernel unpacks
+concatenated archives in order, compressed or not, so a new key costs milliseconds.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .cpio import CpioWriter
 log = logging.getLogger(__name__)
 
 #: bump when the layout of the image changes in a way the inputs do not show
-IMAGE_FORMAT = 4
+IMAGE_FORMAT = 5
 
 READY_MARKER = "REGION-HARNESS-READY"
 
@@ -177,7 +179,7 @@ def _build_base(dest: Path, files: dict[str, Path]) -> None:
                        _compile_helper(Path(tmp), source), 0o755)
         w.add_file("etc/dropbear/dropbear_ed25519_host_key", _host_key(Path(tmp)), 0o600)
 
-    _write_atomic(dest, w.finish_gzip())
+    _write_atomic(dest, w.finish())
 
 
 def _write_atomic(dest: Path, data: bytes) -> None:
@@ -198,7 +200,7 @@ def build_base_initramfs(cache_dir: Path) -> Path:
     cache_dir = Path(cache_dir)
     files = _inputs()
     key = base_key(files)
-    dest = cache_dir / f"initramfs-{key}.cpio.gz"
+    dest = cache_dir / f"initramfs-{key}.cpio"
     if dest.exists():
         log.debug("guest image %s is up to date", dest)
         return dest
@@ -207,7 +209,7 @@ def build_base_initramfs(cache_dir: Path) -> Path:
     meta = {"key": key, "format": IMAGE_FORMAT,
             "inputs": {k: str(v) for k, v in sorted(files.items())},
             "size_bytes": dest.stat().st_size}
-    _write_atomic(dest.with_suffix("").with_suffix(".json"),
+    _write_atomic(dest.with_suffix(".json"),
                   (json.dumps(meta, indent=2) + "\n").encode())
     log.info("guest image built: %s (%d KiB)", dest, meta["size_bytes"] // 1024)
     return dest
@@ -249,7 +251,7 @@ def build_initramfs(cache_dir: Path, authorized_key: str | None = None,
         ident = (authorized_key or "").strip().encode() + repr(sorted(
             (extra_files or {}).items())).encode()
         khash = hashlib.sha256(ident).hexdigest()[:12]
-        dest = base.with_name(base.name.replace(".cpio.gz", f"-key-{khash}.cpio.gz"))
+        dest = base.with_name(base.name.replace(".cpio", f"-key-{khash}.cpio"))
     dest = Path(dest)
     _write_atomic(dest, base.read_bytes() + extra)
     return dest
@@ -261,5 +263,5 @@ def prepare_run(cache_dir: Path, run_dir: Path) -> tuple[Path, Path]:
 
     run_dir = Path(run_dir)
     key_path, public = make_ssh_key(run_dir)
-    initrd = build_initramfs(Path(cache_dir), public, dest=run_dir / "initrd.cpio.gz")
+    initrd = build_initramfs(Path(cache_dir), public, dest=run_dir / "initrd.cpio")
     return initrd, key_path

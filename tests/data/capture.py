@@ -120,7 +120,7 @@ def capture_console(bzimage: Path, config: Path | None, name: str, topo_name: st
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "vm"
         work.mkdir(parents=True)
-        initrd = build_initramfs(cache_root() / "guest", dest=work / "initrd.cpio.gz",
+        initrd = build_initramfs(cache_root() / "guest", dest=work / "initrd.cpio",
                                  extra_files={"etc/rh-cmd": console_script().encode()})
         vm = VM(bzimage, initrd, work, topology.qemu_args(topo, work), append="rh.poweroff=1",
                 boot_timeout=DEFAULT_BOOT_TIMEOUT, name=topo_name, cache_dir=cache_root())

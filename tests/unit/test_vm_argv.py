@@ -16,19 +16,20 @@ def test_argv_shape():
     assert "-no-reboot" in argv and "-nographic" in argv
     assert argv[argv.index("-kernel") + 1] == "/k/bzImage"
     assert argv[argv.index("-initrd") + 1] == "/i/initrd.gz"
-    assert argv[argv.index("-append") + 1] == "console=ttyS0 panic=-1 rh.x=1"
+    assert argv[argv.index("-append") + 1] == "console=ttyS0 panic=-1 loglevel=5 rh.x=1"
     assert argv[argv.index("-netdev") + 1] == "user,id=n0,hostfwd=tcp:127.0.0.1:40022-:22"
-    assert argv[argv.index("-device") + 1] == "virtio-net-pci,netdev=n0"
+    assert argv[argv.index("-device") + 1] == "virtio-net-pci,netdev=n0,romfile="
     assert argv[argv.index("-accel") + 1] == "tcg"
     assert argv[argv.index("-serial") + 1] == "stdio"
     # topology arguments come last, untouched
     assert argv[-6:] == ["-machine", "q35", "-m", "2G", "-smp", "2"]
     assert "host" not in argv  # never -cpu host
+    assert argv[argv.index("-vga") + 1] == "none"
 
 
 def test_argv_empty_append():
     argv = qemu.build_argv(Path("k"), Path("i"), 1, "kvm", [])
-    assert argv[argv.index("-append") + 1] == "console=ttyS0 panic=-1"
+    assert argv[argv.index("-append") + 1] == "console=ttyS0 panic=-1 loglevel=5"
 
 
 def test_argv_rejects_auto():

@@ -140,7 +140,7 @@ def test_console_is_clean(vm):
 
 
 def test_poweroff_mode_runs_rh_cmd(tmp_path):
-    initrd = build_initramfs(GUEST_CACHE, dest=tmp_path / "initrd.cpio.gz", extra_files={
+    initrd = build_initramfs(GUEST_CACHE, dest=tmp_path / "initrd.cpio", extra_files={
         "etc/rh-cmd": b"#!/bin/sh\necho rh-cmd ran on $(uname -r)\nexit 4\n"})
     vm = VM(KERNEL, initrd, tmp_path / "vm", QEMU_ARGS, accel="tcg", append="rh.poweroff=1",
             name="poweroff")
