@@ -173,6 +173,19 @@ def _install(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _make_like(want: Path, dst: Path) -> bool:
+    """Make dst hold want's content (or not exist, if want does not); True if dst changed."""
+    if want.is_file():
+        if _same_content(want, dst):
+            return False
+        _install(want, dst)
+        return True
+    if dst.exists():
+        dst.unlink()
+        return True
+    return False
+
+
 def sync_series(patches: list[Patch], pristine: Path, tree: Path, source_desc: str,
                 state_dir: Path) -> dict:
     """Make `tree` equal to `pristine` + `patches`, writing only files whose content differs.
@@ -191,23 +204,11 @@ def sync_series(patches: list[Patch], pristine: Path, tree: Path, source_desc: s
         changed = []
         # patched files: take the staged version (or delete it if the series deletes it)
         for rel in touched:
-            staged, dst = staging / rel, tree / rel
-            if staged.is_file():
-                if not _same_content(staged, dst):
-                    _install(staged, dst)
-                    changed.append(rel)
-            elif dst.exists():
-                dst.unlink()
+            if _make_like(staging / rel, tree / rel):
                 changed.append(rel)
         # files only the previous series touched: back to pristine
         for rel in sorted(old_touched - set(touched)):
-            orig, dst = pristine / rel, tree / rel
-            if orig.is_file():
-                if not _same_content(orig, dst):
-                    _install(orig, dst)
-                    changed.append(rel)
-            elif dst.exists():
-                dst.unlink()
+            if _make_like(pristine / rel, tree / rel):
                 changed.append(rel)
     write_json(state_path, {
         "touched": touched,

@@ -29,6 +29,18 @@ from harness.vm import VM
 OUT = Path(__file__).resolve().parent / "captures"
 
 
+def _save(files: dict[str, str], config: Path | None, staging: Path, dest: Path) -> None:
+    """Write the capture in a staging dir, then replace dest with it."""
+    for rel, text in files.items():
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / rel).write_text(text)
+    if config:
+        shutil.copy(config, staging / "config")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(staging, dest)
+
+
 def capture(bzimage: Path, config: Path | None, name: str, topo_name: str) -> Path:
     topo = topology.load(topo_name)
     dest = OUT / f"{name}-{topo_name}"
@@ -41,15 +53,7 @@ def capture(bzimage: Path, config: Path | None, name: str, topo_name: str) -> Pa
         for line in memmap.splitlines():
             path, _, value = line.partition(" ")
             files[f"firmware-memmap/{path}"] = value + "\n"
-        tmp_dest = Path(tmp) / "out"
-        for rel, text in files.items():
-            (tmp_dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_dest / rel).write_text(text)
-        if config:
-            shutil.copy(config, tmp_dest / "config")
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(tmp_dest, dest)
+        _save(files, config, Path(tmp) / "out", dest)
     return dest
 
 
@@ -130,15 +134,7 @@ def capture_console(bzimage: Path, config: Path | None, name: str, topo_name: st
                                    + vm.console_tail())
             vm.check_console()
         files = split_console((work / "console.log").read_text(errors="replace"))
-        tmp_dest = Path(tmp) / "out"
-        for rel, text in files.items():
-            (tmp_dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_dest / rel).write_text(text)
-        if config:
-            shutil.copy(config, tmp_dest / "config")
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(tmp_dest, dest)
+        _save(files, config, Path(tmp) / "out", dest)
     return dest
 
 
