@@ -264,6 +264,11 @@ def check_capture(frames: dict[str, pd.DataFrame], inputs: dict,
                             memoryless_nodes=memoryless, **inputs["kwargs"])
     zoneinfo = frames["zoneinfo"]
     tables = [check_layout(layout.zones, zoneinfo).assign(check="layout")]
+    meminfo = frames.get("node_meminfo")
+    if meminfo is not None and not meminfo.empty:
+        bounds = layout.nodes[["memtotal_kb_min", "memtotal_kb_max"]].rename(
+            columns={"memtotal_kb_min": "MemTotal_kB_min", "memtotal_kb_max": "MemTotal_kB_max"})
+        tables.append(compare(bounds.astype("float64"), meminfo, ["MemTotal_kB"]).assign(check="node"))
     # The region lines of /proc/zoneinfo come from the same read as nr_free_pages, so
     # their sum is compared with it; the debugfs file is read later in the snapshot.
     regions = frames.get("zoneinfo.regions")

@@ -27,7 +27,7 @@ def _check(capture, node_ranges=None):
 @pytest.mark.parametrize("capture", DIRS, ids=[p.name for p in DIRS])
 def test_capture_matches_model(capture):
     frames, table = _check(capture)
-    assert {"start_pfn", "spanned", "present", "managed"} <= set(table["field"])
+    assert {"start_pfn", "spanned", "present", "managed", "MemTotal_kB"} <= set(table["field"])
     if "regions" in frames.get("zoneinfo", {}).columns or "mem_regions.regions" in frames:
         assert "regions" in set(table["check"]), "a regions kernel's capture must get region checks"
     assert not failed(table), "\n" + render(table, only_failures=True)
