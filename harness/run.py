@@ -65,10 +65,6 @@ def parse_variant(spec: str) -> tuple[str, str]:
     return flavor, " ".join(params)
 
 
-def _save_text(path: Path, text: str) -> None:
-    store.atomic_write(path, text)
-
-
 def run_guest(build, variant: str, topo: topology.Topology, opts: RunOptions, vm_dir: Path,
               progress=print) -> GuestOutcome:
     """Boot one (kernel variant, topology), run the workload with snapshots, check, write vm_dir."""
@@ -85,16 +81,18 @@ def run_guest(build, variant: str, topo: topology.Topology, opts: RunOptions, vm
         with vm:
             out.boot_seconds = vm.record.boot_seconds
             progress(f"  {vm.name}: ready in {out.boot_seconds:.1f} s ({vm.record.accel})")
-            _save_text(vm_dir / "dmesg.txt", vm.run("dmesg", check=True).stdout)
+            store.atomic_write(vm_dir / "dmesg.txt", vm.run("dmesg", check=True).stdout)
             take_snapshot(vm, "before").save(snaps_dir)
+            cmd = wl.command(topo, opts.seconds)
             t0 = time.monotonic()
             with Sampler(vm, opts.interval) as sampler:
-                res = vm.run(wl.command(topo, opts.seconds), timeout=(opts.seconds or wl.seconds) + 300)
+                res = vm.run(cmd, timeout=(opts.seconds or wl.seconds) + 300)
             out.workload_seconds = round(time.monotonic() - t0, 2)
-            _save_text(vm_dir / "workload.log",
-                       f"$ {wl.command(topo, opts.seconds)}\nexit {res.status}\n{res.stdout}{res.stderr}")
+            store.atomic_write(vm_dir / "workload.log", f"$ {cmd}\nexit {res.status}\n{res.stdout}{res.stderr}")
             for snap in sampler.snapshots:
                 snap.save(snaps_dir)
+            for exc in sampler.errors:
+                log.warning("%s: sampling stopped early: %s", vm.name, exc)
             if res.status != 0:
                 raise VMError(f"{vm.name}: workload {wl.name} exited {res.status}:\n{res.stderr[-2000:]}")
             time.sleep(2)  # let per-cpu lists drain and vmstat fold before the quiescent read
@@ -186,7 +184,7 @@ def run(opts: RunOptions, progress=print) -> tuple[Path, list[GuestOutcome]]:
     meta["status"] = "ok" if all(o.status == "ok" for o in outcomes) else "failed"
     meta["duration_seconds"] = round(time.monotonic() - t0, 1)
     store.write_json(run_dir / "metadata.json", meta)
-    _save_text(run_dir / "summary.txt", summary(outcomes) + "\n")
+    store.atomic_write(run_dir / "summary.txt", summary(outcomes) + "\n")
     return run_dir, outcomes
 
 

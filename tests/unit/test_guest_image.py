@@ -1,7 +1,6 @@
 """Guest image: cpio format, key archive, caching, ssh keys (no VM)."""
 
 import gzip
-import io
 import shutil
 import stat
 import subprocess

@@ -8,7 +8,7 @@ import pytest
 from harness.checks import check_layout, compare, failed
 from harness.errors import TopologyError, UserError
 from harness.model import ModelInputError
-from harness.model.layout import compute_layout, predict_layout, predict_nodes, zones_from_kconfig
+from harness.model.layout import predict_layout, predict_nodes, zones_from_kconfig
 
 M, G = 1 << 20, 1 << 30
 DATA = Path(__file__).resolve().parents[1] / "data"

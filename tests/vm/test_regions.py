@@ -1,6 +1,5 @@
 """The regions flavor: per-region statistics match the model; sorted lists allocate lowest-first."""
 
-import pytest
 
 from harness import checks
 from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions
