@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args.cmd = cmd
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("paramiko").setLevel(logging.WARNING)  # one line per ssh connect otherwise
     try:
         return args.func(args)
     except HarnessError as exc:
