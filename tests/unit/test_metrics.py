@@ -1,4 +1,5 @@
-"""Unit tests of harness.metrics on real captures of this host (tests/data/host-6.18) and the region fixture."""
+"""Unit tests of harness.metrics on real captures: this host (tests/data/host-6.18) and a two-node
+guest running our regions kernel (tests/data/captures/6.12-regions-two-node)."""
 
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from harness import metrics as M
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HOST = DATA / "host-6.18"
-REG = DATA / "regions-fixture"
+REG = DATA / "captures" / "6.12-regions-two-node"
+MEMREG = REG / "mem_regions"
 
 
 def text(path: Path) -> str:
@@ -74,20 +76,30 @@ def test_zoneinfo_region_lines():
     zi = M.parse_zoneinfo(text(REG / "zoneinfo"), "zoneinfo")
     r = zi.regions
     assert list(r.index.names) == ["node", "zone", "region"]
-    assert r.loc[(0, "DMA32", 0)].tolist() == [1, 131072, 131071, 120034]
-    assert r.loc[(0, "DMA32", 3), "end_pfn"] == 524288
-    assert r["free"].sum() == zi.zones.loc[(0, "DMA32"), "nr_free_pages"]
-    assert zi.zones.loc[(0, "DMA32"), ["regions", "region_size"]].tolist() == [4, 131072]
+    assert list(r.index) == [(0, "DMA32", 0), (0, "DMA32", 1), (1, "DMA32", 0), (1, "DMA32", 1)]
+    assert r.loc[(0, "DMA32", 0)].tolist() == [1, 131072, 130974, 116500]
+    assert r.loc[(1, "DMA32", 0)].tolist() == [262144, 393216, 131072, 129439]
+    assert r.loc[(1, "DMA32", 1), "end_pfn"] == 524255  # last region ends with the zone
+    # Region free counts are exact; the zone's nr_free_pages is the global vmstat counter,
+    # which lags by at most vm_stats_threshold per CPU (both nodes are 12 pages apart here).
+    for node, region_free, zone_free in [(0, 116500 + 125952, 242464), (1, 129439 + 123555, 253006)]:
+        assert r.loc[node, "free"].sum() == region_free
+        zone = zi.zones.loc[(node, "DMA32")]
+        assert zone["nr_free_pages"] == zone_free
+        assert abs(region_free - zone_free) <= zone["vm_stats_threshold"] * zone["pcp_cpus"]
+    assert zi.zones.loc[(0, "DMA32"), ["regions", "region_size"]].tolist() == [2, 131072]
     assert zi.zones.loc[(0, "Normal"), "regions"] == 0
     # 6.12 pagesets: no high_min/high_max
     assert list(zi.pagesets.columns) == ["count", "high", "batch", "vm_stats_threshold"]
-    assert zi.node_stats.loc[0, "nr_kernel_stack"] == 576
+    assert zi.node_stats.loc[0, "nr_kernel_stack"] == 488
 
 
 def test_zoneinfo_region_count_mismatch():
     content = text(REG / "zoneinfo")
-    bad = content.replace("  region 3: start_pfn 393216 end_pfn 524288 present 131072 free 110024\n", "")
-    with pytest.raises(ParseError, match="announces 4 regions but lists 3") as e:
+    line = "  region 1: start_pfn 131072 end_pfn 262144 present 131072 free 125952\n"
+    assert content.count(line) == 1
+    bad = content.replace(line, "")
+    with pytest.raises(ParseError, match="announces 2 regions but lists 1") as e:
         M.parse_zoneinfo(bad, "zi-regions")
     assert e.value.source == "zi-regions"
 
@@ -329,28 +341,45 @@ def test_firmware_memmap():
 # --- our debugfs files and the test module ----------------------------------
 
 def test_mem_regions_debugfs():
-    r = M.parse_mem_regions(text(REG / "regions"), "regions")
+    r = M.parse_mem_regions(text(MEMREG / "regions"), "regions")
     zi = M.parse_zoneinfo(text(REG / "zoneinfo"))
-    pd.testing.assert_frame_equal(r, zi.regions)
-    fb = M.parse_mem_free_blocks(text(REG / "free_blocks"), "free_blocks")
-    assert fb.loc[(0, "DMA32", 0, "Movable", 10), "free_blocks"] == 117
-    assert len(fb) == 22
-    assert M.parse_mem_regions_config(text(REG / "config")) == {"region_size_pages": 131072, "sorted": 1}
+    # Same frame shape and layout as the zoneinfo region lines; the free counts differ
+    # because the two files were read at different moments of the same boot.
+    pd.testing.assert_frame_equal(r.drop(columns="free"), zi.regions.drop(columns="free"))
+    assert r.dtypes.equals(zi.regions.dtypes)
+    assert r.loc[(0, "DMA32", 0)].tolist() == [1, 131072, 130974, 116503]
+    assert r["free"].tolist() == [116503, 125952, 129257, 123555]
+    fb = M.parse_mem_free_blocks(text(MEMREG / "free_blocks"), "free_blocks")
+    assert fb.loc[(0, "DMA32", 0, "Movable", 10), "free_blocks"] == 112
+    assert fb.loc[(1, "DMA32", 1, "Movable", 8), "free_blocks"] == 2
+    assert len(fb) == 176  # 2 nodes x 2 regions x 4 migratetypes x 11 orders
+    # a region that holds only order-10 blocks: its free_blocks add up to its free count
+    assert fb.loc[(0, "DMA32", 1, "Movable", 10), "free_blocks"] * 1024 == r.loc[(0, "DMA32", 1), "free"]
+    assert M.parse_mem_regions_config(text(MEMREG / "config")) == {"region_size_pages": 131072, "sorted": 1}
+    content = text(MEMREG / "regions")
+    assert content.split("\n")[1] == "0 DMA32 0 1 131072 130974 116503"
     with pytest.raises(ParseError) as e:
-        M.parse_mem_regions(text(REG / "regions").replace("131072 131071 120034", "131072 131071"), "regions")
+        M.parse_mem_regions(replace_line(content, 2, "0 DMA32 0 1 131072 130974"), "regions")
     assert (e.value.source, e.value.line) == ("regions", 2)
+    content = text(MEMREG / "free_blocks")
+    assert content.split("\n")[2] == "0 DMA32 0 Movable 7 4 3 3 3 4 1 2 1 1 112"
     with pytest.raises(ParseError) as e:
-        M.parse_mem_free_blocks(text(REG / "free_blocks").replace("117", "1l7"), "free_blocks")
-    assert e.value.line == 3
+        M.parse_mem_free_blocks(replace_line(content, 3, "0 DMA32 0 Movable 7 4 3 3 3 4 1 2 1 1 1l2"),
+                                "free_blocks")
+    assert (e.value.source, e.value.line) == ("free_blocks", 3)
 
 
 def test_region_alloc_test_output():
-    assert M.parse_alloc_pfns(text(REG / "control-alloc"))["pfn"].tolist() == [131072, 131584, 132096]
+    # alloc nid=0 order=9 count=3 mt=movable; free; bench nid=0 order=0 count=1000 (TCG guest)
+    pfns = M.parse_alloc_pfns(text(REG / "control-alloc"))["pfn"].tolist()
+    assert pfns == [14336, 14848, 15360]
+    assert all(p % 512 == 0 for p in pfns)  # order-9 blocks are 512-aligned
     assert M.parse_control_result(text(REG / "control-free")) == {"freed": 3}
-    assert M.parse_control_result(text(REG / "control-bench")) == {"ns_per_op": 412.0}
+    assert M.parse_control_result(text(REG / "control-bench")) == {"ns_per_op": 4792.0}
+    content = text(REG / "control-alloc")
     with pytest.raises(ParseError) as e:
-        M.parse_alloc_pfns("131072\n13x\n", "control")
-    assert e.value.line == 2
+        M.parse_alloc_pfns(replace_line(content, 2, "148x8"), "control")
+    assert (e.value.source, e.value.line) == ("control", 2)
 
 
 # --- snapshot dispatch ------------------------------------------------------
@@ -364,8 +393,8 @@ def test_parse_snapshot_host_capture():
     assert out["dmesg.zone_ranges"].shape[0] == 4
     live = M.parse_snapshot({"/proc/buddyinfo": text(HOST / "buddyinfo"),
                              "/sys/devices/system/node/node0/vmstat": text(HOST / "node0-vmstat"),
-                             "/sys/kernel/debug/mem_regions/regions": text(REG / "regions"),
-                             "/sys/kernel/debug/mem_regions/config": text(REG / "config")})
+                             "/sys/kernel/debug/mem_regions/regions": text(MEMREG / "regions"),
+                             "/sys/kernel/debug/mem_regions/config": text(MEMREG / "config")})
     assert set(live) == {"buddyinfo", "node_vmstat", "mem_regions.regions", "mem_regions.config"}
     assert live["mem_regions.config"].loc[0, "sorted"] == 1
 
