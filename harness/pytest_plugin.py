@@ -7,7 +7,6 @@ asks for it with its first error, instead of booting again for each test.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -19,7 +18,6 @@ from harness.errors import HarnessError
 from harness.run import parse_variant
 from harness.session import guest
 
-log = logging.getLogger(__name__)
 
 _STATE = pytest.StashKey["_State"]()
 
