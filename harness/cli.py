@@ -11,7 +11,6 @@ from pathlib import Path
 
 from harness.errors import CheckFailed, HarnessError, UserError
 
-log = logging.getLogger("harness")
 
 
 def _csv(value: str) -> tuple[str, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from harness.guest import prepare_run
@@ -10,7 +9,6 @@ from harness.kernel import cache_root
 from harness.topology import Topology, qemu_args
 from harness.vm import VM
 
-log = logging.getLogger(__name__)
 
 #: TCG boots of a 6.12 tinyconfig kernel take seconds; debug kernels and 8 GiB guests longer
 DEFAULT_BOOT_TIMEOUT = 180.0

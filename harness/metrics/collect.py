@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,7 +9,6 @@ from pathlib import Path
 
 from harness.errors import ParseError
 
-log = logging.getLogger(__name__)
 
 MARK = "@@@rh "
 
