@@ -153,6 +153,18 @@ def run(opts: RunOptions, progress=print) -> tuple[Path, list[GuestOutcome]]:
         "status": "running",
     }
     store.write_json(run_dir / "metadata.json", meta)
+    try:
+        return run_dir, _run_guests(opts, topos, run_dir, meta, progress)
+    except BaseException as exc:
+        # a run stopped by an error or Ctrl-C says so, rather than staying "running"
+        meta["status"] = "aborted"
+        meta["error"] = f"{type(exc).__name__}: {exc}"[:4000]
+        store.write_json(run_dir / "metadata.json", meta)
+        raise
+
+
+def _run_guests(opts: RunOptions, topos: list[topology.Topology], run_dir: Path, meta: dict,
+                progress) -> list[GuestOutcome]:
     t0 = time.monotonic()
     builds = {}
     for flavor in dict.fromkeys(parse_variant(v)[0] for v in opts.flavors):
@@ -185,7 +197,7 @@ def run(opts: RunOptions, progress=print) -> tuple[Path, list[GuestOutcome]]:
     meta["duration_seconds"] = round(time.monotonic() - t0, 1)
     store.write_json(run_dir / "metadata.json", meta)
     store.atomic_write(run_dir / "summary.txt", summary(outcomes) + "\n")
-    return run_dir, outcomes
+    return outcomes
 
 
 def summary(outcomes: list[GuestOutcome]) -> str:

@@ -82,3 +82,21 @@ def test_write_csv_roundtrip(tmp_path):
     back = pd.read_csv(tmp_path / "x.csv")
     assert list(back.columns) == ["node", "zone", "a"] and back["a"].tolist() == [1, 2]
     assert not list(tmp_path.glob(".x.csv.*")), "temp file left behind"
+
+
+def test_aborted_run_says_so(tmp_path, monkeypatch):
+    """A build failure mid-run leaves metadata.json with status aborted and the error."""
+    from harness import run as main_job
+    from harness.errors import BuildError
+
+    def failing_build(*a, **kw):
+        raise BuildError("make exited 2", log_path="/x/build.log", excerpt="mm/page_alloc.c:1: error: boom")
+    monkeypatch.setattr(main_job.kernel, "build", failing_build)
+    monkeypatch.setattr(main_job, "qemu_version", lambda: "QEMU emulator version 7.2.22")
+    opts = main_job.RunOptions(flavors=("vanilla",), topologies=("two-node",), out=tmp_path)
+    with pytest.raises(BuildError):
+        main_job.run(opts, progress=lambda *_: None)
+    (run_dir,) = tmp_path.iterdir()
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["status"] == "aborted"
+    assert "BuildError: make exited 2" in meta["error"] and "boom" in meta["error"]
