@@ -330,10 +330,22 @@ def _run_make(ctx: _Context, log_fh, patches_count: int) -> None:
     ctx.progress(f"build: done, {count[0]} objects compiled in {time.monotonic() - start:.0f} s")
 
 
+def _ccache_env(root: Path, workdir: Path) -> dict[str, str]:
+    """ccache settings for one flavor dir.
+
+    BASEDIR + NOHASHDIR make objects of different flavor dirs share cache entries.
+    DEPEND: kbuild compiles with -Wp,-MMD, so ccache can take the include list from the
+    compiler's own dependency file instead of running the preprocessor a second time on
+    every miss; a cold build takes about 28 % less (BENCHMARKS.md). Hits come from
+    direct mode either way.
+    """
+    return {"CCACHE_DIR": str(root / "ccache"), "CCACHE_BASEDIR": str(workdir),
+            "CCACHE_NOHASHDIR": "1", "CCACHE_DEPEND": "1"}
+
+
 def _reproducer(ctx: _Context) -> list[str]:
     q = shlex.quote
-    env = (f"CCACHE_DIR={q(str(ctx.root / 'ccache'))} CCACHE_BASEDIR={q(str(ctx.workdir))} "
-           f"CCACHE_NOHASHDIR=1")
+    env = " ".join(f"{k}={q(v)}" for k, v in _ccache_env(ctx.root, ctx.workdir).items())
     cmds = [f"cd {q(str(ctx.workdir))}"]
     cmds += [" ".join(q(c) for c in cmd)
              for cmd in configure_commands(ctx.srctree, ctx.builddir, ctx.flavor.fragments, ctx.make_vars)]
@@ -505,7 +517,7 @@ def build(flavor: str | Path | Flavor, source: str | os.PathLike | KernelSource 
     unpatched_tree = src.kind == "tree" and not fl.patches
     srctree = src.path if unpatched_tree else workdir / "src"
     env = dict(os.environ)
-    env.update({"CCACHE_DIR": str(root / "ccache"), "CCACHE_BASEDIR": str(workdir), "CCACHE_NOHASHDIR": "1"})
+    env.update(_ccache_env(root, workdir))
     toolchain = toolchain_id()
     ctx = _Context(flavor=fl, source=src, patches=patches, jobs=jobs or os.cpu_count() or 1,
                    progress=progress, root=root, workdir=workdir, srctree=srctree,
