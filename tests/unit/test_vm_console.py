@@ -57,6 +57,9 @@ def test_real_panic_boot_log():
 @pytest.mark.parametrize("line,kind", [
     ("[    1.234567] Kernel panic - not syncing: No working init found.", "panic"),
     ("<0>[    1.2][    T1] Kernel panic - not syncing: Attempted to kill init!", "panic"),
+    ("\x1bc\x1b[?7l\x1b[2J[    1.9] Kernel panic - not syncing: Requested init", "panic"),
+    ("Booting from ROM..\x1bc\x1b[?7l\x1b[2J[    2.1] Kernel panic - not syncing: x", "panic"),
+    ("Booting from ROM..\x1bc\x1b[?7l\x1b[2J[    2.1] note: Kernel panic - not syncing", None),
     ("[   3.1] Oops: general protection fault, probably for non-canonical address", "Oops"),
     ("[   3.1] kernel BUG at mm/page_alloc.c:1234!", "BUG"),
     ("[   3.1] BUG: Bad page state in process stress-ng  pfn:1a2b3", "BUG"),
