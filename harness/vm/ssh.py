@@ -1,11 +1,10 @@
-"""SSH into a guest (dropbear behind QEMU's hostfwd): run commands, copy files."""
+"""SSH into a guest (dropbear behind QEMU's hostfwd): run commands, copy files with cat
+(the guest image has no sftp-server)."""
 
 from __future__ import annotations
 
-import io
 import logging
 import shlex
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,6 @@ class SSHClient:
         self.host, self.port, self.user, self.name = host, port, user, name
         self.key = load_private_key(Path(key_path))
         self._client: paramiko.SSHClient | None = None
-        self._sftp_ok: bool | None = None  # unknown until first tried
 
     def connect(self, timeout: float = 30) -> None:
         """Connect, retrying until ``timeout``: hostfwd accepts TCP before sshd listens."""
@@ -84,7 +82,17 @@ class SSHClient:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise VMError(f"{self.name}: ssh connection is closed")
-        chan = transport.open_session(timeout=10)
+        # Opening a session channel runs nothing yet, so a refused or vanished open is
+        # retried: under load dropbear has been seen to drop one (CI, 2026-11-22).
+        for attempt in range(3):
+            try:
+                chan = transport.open_session(timeout=10)
+                break
+            except paramiko.SSHException as exc:
+                if attempt == 2 or not transport.is_active():
+                    raise
+                log.debug("%s: opening a channel failed (%r), retrying", self.name, exc)
+                time.sleep(0.2)
         chan.exec_command(cmd)
         return chan
 
@@ -128,7 +136,7 @@ class SSHClient:
                 try:
                     while chunk := reader(65536):
                         buf += chunk
-                except socket.timeout:
+                except TimeoutError:
                     pass
             status = chan.recv_exit_status()
             chan.close()
@@ -141,31 +149,10 @@ class SSHClient:
         chan = self._open(cmd)
         chan.shutdown_write()
 
-    def _sftp(self) -> paramiko.SFTPClient | None:
-        if self._sftp_ok is False:
-            return None
-        try:
-            sftp = self.client.open_sftp()
-            self._sftp_ok = True
-            return sftp
-        except (paramiko.SSHException, OSError, EOFError):
-            # dropbear without sftp-server: fall back to cat over exec from now on
-            self._sftp_ok = False
-            return None
-
     def fetch(self, remote: str, local: Path, timeout: float = 120) -> Path:
         """Copy a guest file to ``local``."""
         local = Path(local)
         local.parent.mkdir(parents=True, exist_ok=True)
-        sftp = self._sftp()
-        if sftp is not None:
-            try:
-                sftp.get(remote, str(local))
-                return local
-            except OSError as exc:
-                raise VMError(f"{self.name}: cannot fetch {remote}: {exc}") from exc
-            finally:
-                sftp.close()
         status, out, err = self.run_bytes(f"cat -- {shlex.quote(remote)}", timeout=timeout)
         if status != 0:
             raise VMError(f"{self.name}: cannot fetch {remote}: "
@@ -177,17 +164,10 @@ class SSHClient:
             timeout: float = 120) -> None:
         """Copy a host file into the guest."""
         data = Path(local).read_bytes()
-        sftp = self._sftp()
-        if sftp is not None:
-            try:
-                sftp.putfo(io.BytesIO(data), remote)
-            finally:
-                sftp.close()
-        else:
-            status, _, err = self.run_bytes(f"cat > {shlex.quote(remote)}", timeout=timeout,
-                                            stdin=data)
-            if status != 0:
-                raise VMError(f"{self.name}: cannot put {remote}: "
-                              f"{err.decode(errors='replace').strip()}")
+        status, _, err = self.run_bytes(f"cat > {shlex.quote(remote)}", timeout=timeout,
+                                        stdin=data)
+        if status != 0:
+            raise VMError(f"{self.name}: cannot put {remote}: "
+                          f"{err.decode(errors='replace').strip()}")
         if mode is not None:
             self.run(f"chmod {mode:o} {shlex.quote(remote)}", check=True)
