@@ -190,9 +190,11 @@ def sync_series(patches: list[Patch], pristine: Path, tree: Path, source_desc: s
                 state_dir: Path) -> dict:
     """Make `tree` equal to `pristine` + `patches`, writing only files whose content differs.
 
-    `tree` is a full copy of `pristine`; the state file in `state_dir` remembers which
-    files the last applied series touched, so files it touched and the new series does
-    not are restored to pristine. Returns {"touched": [...], "changed": [...]}.
+    `tree` is a full tree of `pristine`, copied or hard-linked: files are replaced by
+    rename, never written in place, so `pristine` stays intact. The state file in
+    `state_dir` remembers which files the last applied series touched, so files it
+    touched and the new series does not are restored to pristine.
+    Returns {"touched": [...], "changed": [...]}.
     """
     state_path = state_dir / STATE_FILE
     old = read_json(state_path) or {}

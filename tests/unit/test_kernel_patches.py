@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -126,3 +127,25 @@ def test_sync_writes_only_changed_files_and_restores(patches_dir, pristine, tmp_
     assert sorted(res["changed"]) == ["mm/Makefile", "mm/mm_regions.c"]
     assert (tree / "mm/Makefile").read_bytes() == (pristine / "mm/Makefile").read_bytes()
     assert not (tree / "mm/mm_regions.c").exists()
+
+
+def test_sync_on_a_hard_linked_tree_leaves_pristine_intact(patches_dir, pristine, tmp_path):
+    """Flavor trees of an extracted tarball are `cp -al` links of the pristine tree."""
+    tree = tmp_path / "tree"
+    subprocess.run(["cp", "-al", str(pristine), str(tree)], check=True)
+    before = {p.relative_to(pristine): p.read_bytes() for p in pristine.rglob("*") if p.is_file()}
+    assert os.stat(tree / "mm/Makefile").st_ino == os.stat(pristine / "mm/Makefile").st_ino
+    state = tmp_path / "state"
+    state.mkdir()
+    (patches_dir / "series").write_text(f"{P1}\n{P2}\n")
+    series = parse_series(patches_dir)
+
+    res = sync_series(series, pristine, tree, "Linux 6.12.117", state)
+    assert "mm/Makefile" in res["changed"]
+    assert (tree / "mm/Makefile").read_bytes() != before[Path("mm/Makefile")]
+    after = {p.relative_to(pristine): p.read_bytes() for p in pristine.rglob("*") if p.is_file()}
+    assert after == before
+    # and back to pristine: still nothing written through a link
+    sync_series([], pristine, tree, "Linux 6.12.117", state)
+    assert (tree / "mm/Makefile").read_bytes() == before[Path("mm/Makefile")]
+    assert {p.relative_to(pristine): p.read_bytes() for p in pristine.rglob("*") if p.is_file()} == before
