@@ -345,7 +345,7 @@ def _ccache_env(root: Path, workdir: Path) -> dict[str, str]:
     BASEDIR + NOHASHDIR make objects of different flavor dirs share cache entries.
     DEPEND: kbuild compiles with -Wp,-MMD, so ccache can take the include list from the
     compiler's own dependency file instead of running the preprocessor a second time on
-    every miss; a cold build takes about 28 % less (BENCHMARKS.md). Hits come from
+    every miss; the make of a cold build takes 28 % less (BENCHMARKS.md). Hits come from
     direct mode either way.
     """
     return {"CCACHE_DIR": str(root / "ccache"), "CCACHE_BASEDIR": str(workdir),
