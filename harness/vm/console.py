@@ -12,12 +12,14 @@ from dataclasses import dataclass
 # any bracketed prefixes: the timestamp "[    1.234567]" and, with
 # CONFIG_PRINTK_CALLER, "[    T1]". Anchoring at the line start keeps user-space
 # text that merely mentions "BUG:" in the middle of a line from counting.
-# A terminal escape sequence also starts a line afresh: with -vga none, SeaBIOS turns
-# the boot stub's video mode set into a screen reset (ESC c ESC[?7l ESC[2J) on the
-# serial line, with no newline, sometimes right after its own "Booting from ROM..",
-# so the kernel's first console line comes glued behind it.
-_ESCAPE = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-~])"
-_PREFIX = r"^(?:.*" + _ESCAPE + r")?(?:<\d+>)?(?:\[[^\]]*\]\s*)*"
+_PREFIX = r"^(?:<\d+>)?(?:\[[^\]]*\]\s*)*"
+
+# A terminal escape sequence starts a line afresh: with -vga none, SeaBIOS turns the
+# boot stub's video mode set into a screen reset (ESC c ESC[?7l ESC[2J) on the serial
+# line, with no newline, sometimes right after its own "Booting from ROM..", so the
+# kernel's first console line comes glued behind it. classify_line looks only at the
+# text after the last escape.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-~])")
 
 #: (kind, pattern) in priority order: when several match one line, the first wins,
 #: e.g. "BUG: KASAN: ..." is KASAN and "WARNING: possible circular locking" is lockdep.
@@ -51,7 +53,7 @@ class ConsoleProblem:
 
 def classify_line(line: str) -> str | None:
     """The kind of report a single console line starts, or None."""
-    line = line.rstrip("\r\n")
+    line = _ESCAPE.split(line.rstrip("\r\n"))[-1]
     for kind, pattern in PATTERNS:
         if pattern.search(line):
             return kind
