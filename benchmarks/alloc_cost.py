@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from harness import kernel, topology
-from harness.run import parse_variant
 from harness.session import guest
+from harness.variant import Variant
 
 VARIANTS = ("vanilla", "regions+mem_region_sort=0", "regions")
 CONTROL = "/sys/kernel/debug/region_alloc_test/control"
@@ -44,14 +44,15 @@ def main() -> int:
     p.add_argument("--topology", default="two-node")
     args = p.parse_args()
     topo = topology.load(args.topology)
-    builds = {f: kernel.build(f) for f in dict.fromkeys(parse_variant(v)[0] for v in VARIANTS)}
+    builds = {f: kernel.build(f) for f in dict.fromkeys(Variant.parse(v).flavor for v in VARIANTS)}
     samples: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for v in VARIANTS:
-                flavor, append = parse_variant(v)
-                with guest(builds[flavor].bzimage, topo, Path(tmp) / f"{r}-{v}", append=append) as vm:
-                    for name, value in measure(vm, flavor != "vanilla").items():
+                variant = Variant.parse(v)
+                with guest(builds[variant.flavor].bzimage, topo, Path(tmp) / f"{r}-{v}",
+                           append=variant.append) as vm:
+                    for name, value in measure(vm, variant.flavor != "vanilla").items():
                         samples.setdefault((name, v), []).append(value)
                 print(f"round {r + 1}/{args.rounds} {v}: done", file=sys.stderr)
     names = sorted({n for n, _ in samples})

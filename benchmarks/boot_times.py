@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness import kernel, topology
 from harness.session import guest
+from harness.units import fmt_size
 
 
 def _kernels(args, p) -> dict[str, Path]:
@@ -59,7 +60,7 @@ def main() -> int:
     for n in names:
         t = topology.load(n)
         for k in kernels:
-            print(f"{k:10} {n:20} {topology.fmt_size(t.memory_bytes):>7} {t.cpus:>4} "
+            print(f"{k:10} {n:20} {fmt_size(t.memory_bytes):>7} {t.cpus:>4} "
                   f"{cell(ready[k, n]):>16} {cell(ssh[k, n]):>16}")
     return 0
 

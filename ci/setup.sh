@@ -7,7 +7,9 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${REGION_HARNESS_CACHE:-$HOME/.cache/region-harness}
-venv=${REGION_HARNESS_VENV:-$cache/venv}
+# one virtualenv per checkout: an editable install points at one tree, and a venv shared
+# by two checkouts would make one of them test the other's code
+venv=${REGION_HARNESS_VENV:-$cache/venvs/$(printf %s "$repo" | sha256sum | cut -c1-12)}
 
 packages=(
   qemu-system-x86            # the VMs (TCG; KVM only if a probe boot works)
@@ -33,9 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >&2
 fi
 
-# The venv lives in the cache (outside the repo) and is re-pointed at this checkout
-# only when the checkout or pyproject.toml changed.
-mkdir -p "$cache"
+# The venv lives in the cache (outside the repo); it is reinstalled when pyproject.toml changed.
+mkdir -p "$cache/venvs"
 stamp="$venv/.region-harness-stamp"
 want="$repo $(sha256sum "$repo/pyproject.toml" | cut -c1-16)"
 if [ ! -x "$venv/bin/python" ]; then

@@ -2,8 +2,8 @@
 
 The tables follow ACPI 6.x (SRAT revision 3, SLIT revision 1). They are passed with
 ``-acpitable file=...``; for a file QEMU keeps our header as is (it only overwrites the
-fields given as -acpitable options, and we give none) and recomputes length and checksum,
-so we still compute both here: that keeps the blobs valid on their own, e.g. for ``iasl -d``.
+fields given as -acpitable options, and we give none) and recomputes length and checksum;
+we compute both here anyway, so the blobs are valid on their own, e.g. for ``iasl -d``.
 
 Pure functions: bytes in, bytes out, no files, no subprocess.
 """
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # only for annotations: topology imports this module for qemu_args()
-    from harness.topology import Topology
+from harness.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ SRAT_CPU_ENABLED = 1  # flags bit 0: the entry is valid; Linux skips disabled en
 SRAT_MEM_ENABLED = 1  # flags bit 0; not hot-pluggable (bit 1), not non-volatile (bit 2)
 
 
-def checksum(data: bytes) -> int:
+def checksum(data: bytes | bytearray) -> int:
     """The byte that makes the sum of all bytes of a table 0 modulo 256."""
     return (-sum(data)) & 0xFF
 
@@ -65,8 +63,9 @@ def table(signature: bytes, revision: int, oem_table_id: bytes, body: bytes) -> 
 def apic_id(cpu: int) -> int:
     """APIC id of vCPU ``cpu``.
 
-    qemu_args() passes ``-smp N,sockets=1,cores=N,threads=1``; with one socket and one
-    thread per core the APIC id of core i is i, so the ids are 0..N-1.
+    harness.vm.numa passes ``-smp N,sockets=N,cores=1,threads=1``: one socket per vCPU
+    with one core of one thread each, so the core and thread fields of the APIC id take
+    no bits, the APIC id of vCPU i is its socket number i, and the ids are 0..N-1.
     """
     return cpu
 

@@ -11,22 +11,34 @@ them readable and failed() turns them into a pass/fail.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from harness.errors import CheckFailed, ParseError
+from harness.errors import CheckFailed
 from harness.model import ModelInputError
+from harness.model.inputs import DeclaredNodes, ModelInputs
+from harness.model.layout import Layout, layout_of
+from harness.model.regions import predict_regions
+from harness.table import render_table
+
+__all__ = ["CHECKS", "DIFF", "MISSING", "OK", "TABLE_COLUMNS", "Check", "check_capture", "check_layout",
+           "check_regions", "compare", "failed", "raise_if_failed", "render", "unfolded_vmstat_bound"]
 
 TABLE_COLUMNS = ["key", "field", "expected", "observed", "verdict"]
 OK, DIFF, MISSING = "ok", "DIFF", "missing"
 
+#: a number in a verdict table (ints stay ints), or None when there is none
+Number = int | float | None
 
-def _key(names: list[str | None], value: object) -> str:
+
+def _key(names: Sequence[Hashable], value: Hashable) -> str:
     """Format an index entry the way people name zones: node0/DMA32/region2."""
     values = value if isinstance(value, tuple) else (value,)
     parts = []
-    for name, v in zip(names, values):
+    for name, v in zip(names, values, strict=False):  # a flat index of tuples shows its first parts
         parts.append(f"{name}{v}" if name in ("node", "region") else str(v))
     return "/".join(parts)
 
@@ -35,15 +47,22 @@ def _is_missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
 
 
-def _plain(v: object) -> object:
-    """Show integral numbers as ints (NaN-carrying columns turn pages into floats)."""
+def _number(v: object, what: str) -> Number:
+    """A frame cell as a plain number: integral floats as ints (NaN-carrying columns turn pages into floats)."""
+    if isinstance(v, np.generic):
+        v = v.item()
     if _is_missing(v):
         return None
     if isinstance(v, float) and v.is_integer():
         return int(v)
-    if hasattr(v, "item"):  # numpy scalar
-        return _plain(v.item())
-    return v
+    if isinstance(v, int | float):
+        return v
+    raise ModelInputError(f"compare: {what} is not a number: {v!r}")
+
+
+def _rows(frame: pd.DataFrame) -> dict[Hashable, pd.Series]:
+    """The frame's rows by index entry."""
+    return dict(frame.iterrows())
 
 
 def compare(
@@ -73,38 +92,42 @@ def compare(
         else:
             raise ModelInputError(f"compare: expected frame has neither {f!r} nor {f}_min/{f}_max columns")
     names = list(expected.index.names)
-    rows = []
+    observed_rows = _rows(observed)
+    rows: list[tuple[str, str, object, Number, str]] = []
     for idx, exp in expected.iterrows():
         key = _key(names, idx)
-        obs = observed.loc[idx] if idx in observed.index else None
+        obs = observed_rows.get(idx)
         for f in fields:
             t = tol.get(f, 0) or 0
+            shown: object
             if modes[f] == "exact":
-                want = _plain(exp[f])
+                want = _number(exp[f], f"{key} {f} expected")
                 if want is None:
                     continue
                 shown = want
                 lo, hi = want - t, want + t
             else:
-                lo, hi = _plain(exp[f"{f}_min"]), _plain(exp[f"{f}_max"])
-                if lo is None or hi is None:
+                low = _number(exp[f"{f}_min"], f"{key} {f}_min")
+                high = _number(exp[f"{f}_max"], f"{key} {f}_max")
+                if low is None or high is None:
                     continue
-                shown = f"[{lo}, {hi}]"
-                lo, hi = lo - t, hi + t
-            got = None if obs is None or f not in obs.index else _plain(obs[f])
+                shown = f"[{low}, {high}]"
+                lo, hi = low - t, high + t
+            got = None if obs is None or f not in obs.index else _number(obs[f], f"{key} {f} observed")
             if got is None:
                 verdict = MISSING
             else:
                 verdict = OK if lo <= got <= hi else DIFF
             rows.append((key, f, shown, got, verdict))
     if report_extra:
-        for idx in observed.index:
-            if idx in expected.index:
+        known = set(expected.index)
+        observed_names = list(observed.index.names)
+        for idx, obs in observed_rows.items():
+            if idx in known:
                 continue
-            obs = observed.loc[idx]
             for f in fields:
                 if f in obs.index and not _is_missing(obs[f]):
-                    rows.append((_key(list(observed.index.names), idx), f, None, _plain(obs[f]), DIFF))
+                    rows.append((_key(observed_names, idx), f, None, _number(obs[f], f"{idx} {f}"), DIFF))
     return pd.DataFrame(rows, columns=TABLE_COLUMNS, dtype=object)
 
 
@@ -127,22 +150,14 @@ def render(table: pd.DataFrame, only_failures: bool = False) -> str:
     def cell(v: object) -> str:
         return "-" if _is_missing(v) else str(v)
 
-    lines = [[c for c in TABLE_COLUMNS]] + [[cell(r[c]) for c in TABLE_COLUMNS] for _, r in shown.iterrows()]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_COLUMNS))]
-    # numbers read best right-aligned; names and verdicts left-aligned
-    right = {2, 3}
-    out = []
-    for n, line in enumerate(lines):
-        out.append(
-            "  ".join(v.rjust(w) if i in right and n else v.ljust(w) for i, (v, w) in enumerate(zip(line, widths))).rstrip()
-        )
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    out.append(f"{len(table)} checked, {len(bad)} not ok")
-    return "\n".join(out)
+    cells = [[cell(v) for v in row] for row in shown[TABLE_COLUMNS].itertuples(index=False, name=None)]
+    # numbers (expected, observed) read best right-aligned; names and verdicts left-aligned
+    text = render_table([TABLE_COLUMNS, *cells], right=(2, 3), rule=True)
+    return f"{text}\n{len(table)} checked, {len(bad)} not ok"
 
 
-def check_layout(model_df: pd.DataFrame, zoneinfo_df: pd.DataFrame, tolerance=None) -> pd.DataFrame:
+def check_layout(model_df: pd.DataFrame, zoneinfo_df: pd.DataFrame,
+                 tolerance: float | Mapping[str, float] | None = None) -> pd.DataFrame:
     """Check /proc/zoneinfo against the layout model: spanned, present, start_pfn exact; managed in bounds.
 
     zoneinfo prints no start_pfn for an unpopulated zone, so start_pfn is only checked
@@ -182,54 +197,6 @@ def check_regions(
     return pd.concat([geometry, totals], ignore_index=True)
 
 
-def model_inputs(dmesg_text: str, config_text: str | None, source: str = "dmesg") -> dict:
-    """What the layout model needs that only the guest knows: firmware map, zones, boot params.
-
-    Read from the boot log (BIOS-e820 lines, "Command line:") and the kernel .config.
-    """
-    from harness.metrics import parse_e820, parse_numa_layout, strip_dmesg_prefix
-    from harness.model.layout import zones_from_kconfig
-
-    e820 = parse_e820(dmesg_text, source)
-    numa = parse_numa_layout(dmesg_text, source)
-    srat: dict[int, list[tuple[int, int]]] = {}
-    for r in numa.srat_memory.itertuples():
-        srat.setdefault(int(r.node), []).append((int(r.start), int(r.end)))
-    memoryless = sorted(int(n) for n, flag in numa.initmem["memoryless"].items() if flag)
-    firmware = e820[e820["table"] == "BIOS-e820"]
-    if firmware.empty:
-        raise ParseError(source, None, "no BIOS-e820 lines: not a boot log, or it was cut")
-    cmdline = ""
-    for line in strip_dmesg_prefix(dmesg_text).splitlines():
-        if line.startswith("Command line:"):
-            cmdline = line.split(":", 1)[1].strip()
-            break
-    params = dict(p.split("=", 1) for p in cmdline.split() if "=" in p)
-    kw: dict = {}
-    if "mem" in params:
-        kw["mem_limit"] = _memparse(params["mem"], source)
-    if "mem_region_size" in params:
-        kw["mem_region_size"] = _memparse(params["mem_region_size"], source)
-    zones = zones_from_kconfig(config_text) if config_text else ("DMA", "DMA32", "Normal", "Movable")
-    return {
-        "firmware_map": [(int(r.start), int(r.end), str(r.type)) for r in firmware.itertuples()],
-        "zones": zones,
-        "cmdline": cmdline,
-        "kwargs": kw,
-        "srat_ranges": srat or None,       # what the kernel was told (None: no SRAT)
-        "memoryless": memoryless,          # "Initmem setup node N as memoryless"
-    }
-
-
-def _memparse(value: str, source: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    num, suffix = value.rstrip("KMGTkmgt"), value[len(value.rstrip("KMGTkmgt")):].upper()
-    try:
-        return int(num, 0) * units[suffix]
-    except (ValueError, KeyError):
-        raise ParseError(source, None, f"boot parameter value {value!r} is not a size") from None
-
-
 def unfolded_vmstat_bound(zoneinfo: pd.DataFrame) -> int:
     """Pages by which a printed nr_free_pages may lag the exact count (the largest zone's bound).
 
@@ -240,41 +207,69 @@ def unfolded_vmstat_bound(zoneinfo: pd.DataFrame) -> int:
     """
     if "vm_stats_threshold" not in zoneinfo.columns or "pcp_cpus" not in zoneinfo.columns:
         return 0
-    return int((zoneinfo["vm_stats_threshold"].fillna(0) * zoneinfo["pcp_cpus"].fillna(0)).max())
+    drift = zoneinfo["vm_stats_threshold"].fillna(0) * zoneinfo["pcp_cpus"].fillna(0)
+    return int(drift.to_numpy().max())
 
 
-def check_capture(frames: dict[str, pd.DataFrame], inputs: dict,
-                  node_ranges: dict[int, list[tuple[int, int]]] | None = None,
-                  memoryless: list[int] | None = None) -> pd.DataFrame:
-    """Check one parsed snapshot (harness.metrics.parse_snapshot) against the model.
+# --------------------------------------------------------------------------- the checks of a capture
 
-    inputs come from model_inputs(). node_ranges is the declared memory per node
-    (node -> [(start, end_exclusive)] bytes, from the topology) and memoryless the
-    declared nodes with CPUs only; by default both are what the guest's dmesg says
-    its SRAT held. Layout is always checked; regions too when the kernel reports them.
-    """
-    from harness.model.layout import compute_layout
-    from harness.model.regions import predict_regions
+#: parsed frames of one snapshot, by harness.metrics.parse_snapshot key
+Frames = Mapping[str, pd.DataFrame]
 
-    if node_ranges is None:
-        node_ranges = inputs["srat_ranges"]
-    if memoryless is None:
-        memoryless = inputs["memoryless"]
-    layout = compute_layout(inputs["firmware_map"], node_ranges, inputs["zones"],
-                            memoryless_nodes=memoryless, **inputs["kwargs"])
-    zoneinfo = frames["zoneinfo"]
-    tables = [check_layout(layout.zones, zoneinfo).assign(check="layout")]
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison of a capture with the model; ``name`` is the verdict table's ``check`` column."""
+
+    name: str
+    #: the verdict table, or None when the capture has nothing this check looks at
+    run: Callable[[Frames, Layout], pd.DataFrame | None]
+
+
+def _zone_layout(frames: Frames, layout: Layout) -> pd.DataFrame:
+    return check_layout(layout.zones, frames["zoneinfo"])
+
+
+def _node_memtotal(frames: Frames, layout: Layout) -> pd.DataFrame | None:
     meminfo = frames.get("node_meminfo")
-    if meminfo is not None and not meminfo.empty:
-        bounds = layout.nodes[["memtotal_kb_min", "memtotal_kb_max"]].rename(
-            columns={"memtotal_kb_min": "MemTotal_kB_min", "memtotal_kb_max": "MemTotal_kB_max"})
-        tables.append(compare(bounds.astype("float64"), meminfo, ["MemTotal_kB"]).assign(check="node"))
+    if meminfo is None or meminfo.empty:
+        return None
+    bounds = layout.nodes[["memtotal_kb_min", "memtotal_kb_max"]].rename(
+        columns={"memtotal_kb_min": "MemTotal_kB_min", "memtotal_kb_max": "MemTotal_kB_max"})
+    return compare(bounds.astype("float64"), meminfo, ["MemTotal_kB"])
+
+
+def _region_stats(frames: Frames, layout: Layout) -> pd.DataFrame | None:
     # The region lines of /proc/zoneinfo come from the same read as nr_free_pages, so
     # their sum is compared with it; the debugfs file is read later in the snapshot.
     regions = frames.get("zoneinfo.regions")
     if regions is None or regions.empty:
         regions = frames.get("mem_regions.regions")
-    if regions is not None and not regions.empty:
-        tables.append(check_regions(predict_regions(layout), regions, zoneinfo,
-                                    free_tolerance=unfolded_vmstat_bound(zoneinfo)).assign(check="regions"))
+    if regions is None or regions.empty:
+        return None  # a kernel without the series
+    zoneinfo = frames["zoneinfo"]
+    return check_regions(predict_regions(layout), regions, zoneinfo, free_tolerance=unfolded_vmstat_bound(zoneinfo))
+
+
+#: Everything check_capture compares, in table order.
+CHECKS: tuple[Check, ...] = (
+    Check("layout", _zone_layout),      # /proc/zoneinfo spanned, present, managed, start_pfn
+    Check("node", _node_memtotal),      # nodeN/meminfo MemTotal within the model's bounds
+    Check("regions", _region_stats),    # region geometry and sums, when the kernel reports regions
+)
+
+
+def check_capture(frames: Frames, inputs: ModelInputs, declared: DeclaredNodes | None = None) -> pd.DataFrame:
+    """Check one parsed snapshot (harness.metrics.parse_snapshot) against the model; run every CHECKS entry.
+
+    inputs come from harness.metrics.parse_model_inputs(); declared is what the topology
+    declares (harness.model.inputs.declared_nodes), by default what the guest's dmesg
+    says its SRAT held. Returns the verdict tables of all checks with a ``check`` column.
+    """
+    layout = layout_of(inputs, declared)
+    tables = []
+    for check in CHECKS:
+        table = check.run(frames, layout)
+        if table is not None:
+            tables.append(table.assign(check=check.name))
     return pd.concat(tables, ignore_index=True)

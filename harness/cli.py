@@ -9,8 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.errors import CheckFailed, HarnessError, UserError
-
+from harness.errors import CheckFailed, HarnessError, InfraError, UserError
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -40,7 +39,9 @@ def cmd_topology(args) -> int:
         return 0
     if not args.name:
         raise UserError("topology show needs a topology name (see `harness topology list`)")
-    print(topology.describe(topology.load(args.name)))
+    from harness.vm.numa import describe
+
+    print(describe(topology.load(args.name)))
     return 0
 
 
@@ -57,7 +58,7 @@ def _kernel_path(args) -> Path:
 
 def cmd_boot(args) -> int:
     from harness import topology
-    from harness.session import guest
+    from harness.session import guest, interactive_ssh_argv
 
     topo = topology.load(args.topology)
     bz = _kernel_path(args)
@@ -70,15 +71,10 @@ def cmd_boot(args) -> int:
             res = vm.run(cmd, timeout=args.timeout)
             sys.stdout.write(res.stdout)
             sys.stderr.write(res.stderr)
-            return res.status
-        key = vm.ssh_key
-        print(f"interactive shell; from another terminal: ssh -i {key} -p {vm.port} "
-              f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1",
-              file=sys.stderr)
-        return os.spawnvp(os.P_WAIT, "ssh", ["ssh", "-i", str(key), "-p", str(vm.port), "-t",
-                                              "-o", "StrictHostKeyChecking=no",
-                                              "-o", "UserKnownHostsFile=/dev/null",
-                                              "-o", "LogLevel=ERROR", "root@127.0.0.1"])
+            return int(res.status)
+        argv = interactive_ssh_argv(vm)
+        print("interactive shell; from another terminal: " + " ".join(argv), file=sys.stderr)
+        return os.spawnvp(os.P_WAIT, argv[0], argv)
 
 
 def cmd_run(args) -> int:
@@ -87,45 +83,84 @@ def cmd_run(args) -> int:
     opts = main_job.RunOptions(
         flavors=_csv(args.flavors), topologies=_csv(args.topologies), workload=args.workload,
         seconds=args.seconds, interval=args.interval, out=Path(args.out), accel=args.accel,
-        source=args.source, jobs=args.jobs, append=args.append)
+        source=args.source, jobs=args.jobs, append=args.append, repeat=args.repeat)
     run_dir, outcomes = main_job.run(opts)
     print(main_job.summary(outcomes))
     print(f"\nrun directory: {run_dir}")
-    if any(o.status != "ok" for o in outcomes):
-        raise CheckFailed(f"{sum(o.status != 'ok' for o in outcomes)} of {len(outcomes)} guests not ok "
-                          f"(see {run_dir / 'summary.txt'})")
+    main_job.raise_for_outcomes(outcomes, run_dir)
     return 0
 
 
 def cmd_check(args) -> int:
     from harness import checks
-    from harness.results import store
-    from harness.run import check_vm_dir
+    from harness.results.offline import check_saved
 
-    path = Path(args.path)
-    if not path.is_dir():
-        raise UserError(f"{path}: not a directory (give a run directory or one guest directory in it)")
-    dirs = [path] if (path / "dmesg.txt").exists() else store.guest_dirs(path)
-    if not dirs:
-        raise UserError(f"{path}: no guest directories with a dmesg.txt inside")
-    bad = 0
-    for d in dirs:
-        table = check_vm_dir(d)
-        print(f"== {d.name}")
-        print(checks.render(table, only_failures=not args.all))
-        bad += checks.failed(table)
+    results = check_saved(Path(args.path))
+    for r in results:
+        print(f"== {r.directory.name}")
+        if r.table is None:
+            print(f"cannot check: {r.error}")
+        else:
+            print(checks.render(r.table, only_failures=not args.all))
+    unreadable = [r for r in results if r.error is not None]
+    if unreadable:
+        raise UserError(f"{len(unreadable)} of {len(results)} guests could not be checked: "
+                        + "; ".join(f"{r.directory.name}: {str(r.error).splitlines()[0]}" for r in unreadable))
+    bad = sum(r.failed for r in results)
     if bad:
-        raise CheckFailed(f"{bad} of {len(dirs)} guests differ from the model")
+        raise CheckFailed(f"{bad} of {len(results)} guests differ from the model")
     return 0
 
 
 def cmd_compare(args) -> int:
     from harness.results import compare
 
-    report = compare.compare_runs(Path(args.base), Path(args.new), metrics=_csv(args.metrics))
+    metrics = _csv(args.metrics)
+    if args.new is not None:
+        if args.base_variant or args.new_variant:
+            raise UserError("compare: give BASE NEW (two runs) or RUN --base-variant X --new-variant Y, not both")
+        report = compare.compare_runs(Path(args.base), Path(args.new), metrics, alpha=args.alpha,
+                                      allow_failed_base=args.allow_failed_base)
+    elif args.base_variant and args.new_variant:
+        report = compare.compare_variants(Path(args.base), args.base_variant, args.new_variant, metrics,
+                                          alpha=args.alpha)
+    else:
+        raise UserError("compare: give two runs (BASE NEW) or one run with --base-variant and --new-variant")
     print(compare.render(report))
     if args.out:
         compare.write_report(report, Path(args.out))
+    bad = compare.failures(report)
+    if not bad.empty:
+        raise CheckFailed(f"{len(bad)} regression(s) or missing result(s): "
+                          + ", ".join(f"{r.topology}/{r.metric}" for r in bad.itertuples()))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from harness.results.report import write_report
+
+    path = write_report(Path(args.run), Path(args.out) if args.out else None,
+                        Path(args.against) if args.against else None)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from harness import bench
+
+    opts = bench.CostOptions(variants=_csv(args.variants), topology=args.topology,
+                             orders=bench.parse_orders(args.orders), repeat=args.repeat,
+                             pfbench=not args.no_pfbench, out=Path(args.out) if args.out else None,
+                             source=args.source)
+    table = bench.run_cost(opts, progress=lambda m: print(m, file=sys.stderr))
+    summary = bench.summarize(table, opts.variants)
+    print(bench.render(summary, opts.variants))
+    if args.out:
+        print(f"\nsamples: {Path(args.out) / 'cost.csv'}")
+    shaky = summary[~summary["deterministic"]]
+    if not shaky.empty:
+        raise InfraError(f"{len(shaky)} figure(s) not deterministic within {bench.DETERMINISM:.1%} over "
+                         f"{opts.repeat} repeats: " + ", ".join(f"{r.variant} {r.measure}" for r in shaky.itertuples()))
     return 0
 
 
@@ -171,6 +206,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--interval", type=float, default=5.0, help="seconds between snapshots")
     r.add_argument("--out", default="runs", help="parent of the run directory")
     r.add_argument("--jobs", type=int)
+    r.add_argument("--repeat", type=int, default=1,
+                   help="repetitions of every guest, interleaved A B A B (statistics need 5 or more)")
     vm_options(r)
     r.set_defaults(func=cmd_run)
 
@@ -179,9 +216,32 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--all", action="store_true", help="print every row, not only differences")
     c.set_defaults(func=cmd_check)
 
-    cp = sub.add_parser("compare", help="compare the metrics of two runs (regression report)")
-    cp.add_argument("base")
-    cp.add_argument("new")
+    rp = sub.add_parser("report", help="write report.html with figures for a run")
+    rp.add_argument("run")
+    rp.add_argument("--against", help="base run to judge this one against")
+    rp.add_argument("--out", help="directory for report.html and its PNGs (default: RUN/report)")
+    rp.set_defaults(func=cmd_report)
+
+    be = sub.add_parser("bench", help="deterministic benchmarks under QEMU -icount")
+    be_sub = be.add_subparsers(dest="bench", required=True)
+    bc = be_sub.add_parser("cost", help="alloc+free cost per order (pcp and buddy paths) and page-fault cost")
+    bc.add_argument("--variants", default="regions+mem_region_sort=0,regions",
+                    help="comma-separated variants; ratios are to the first")
+    bc.add_argument("--topology", default="two-node")
+    bc.add_argument("--orders", default="0-10", help="orders like 0-10 or 0,5,9")
+    bc.add_argument("--repeat", type=int, default=2, help="boots per variant (interleaved); must agree within 0.5%%")
+    bc.add_argument("--no-pfbench", action="store_true", help="skip the page-fault measurements")
+    bc.add_argument("--out", help="directory for cost.csv")
+    bc.add_argument("--source", help="kernel tarball or tree")
+    bc.set_defaults(func=cmd_bench)
+
+    cp = sub.add_parser("compare", help="judge two runs, or two variants of one run (regression report)")
+    cp.add_argument("base", help="base run directory (or the run, with --base-variant/--new-variant)")
+    cp.add_argument("new", nargs="?", help="new run directory")
+    cp.add_argument("--base-variant", help="within one run: the baseline variant")
+    cp.add_argument("--new-variant", help="within one run: the variant judged against it")
+    cp.add_argument("--allow-failed-base", action="store_true", help="accept a base run whose status is not ok")
+    cp.add_argument("--alpha", type=float, default=0.01, help="false-alarm level after correction (default 0.01)")
     cp.add_argument("--metrics", default="", help="comma-separated metric names (default: a standard set)")
     cp.add_argument("--out", help="write the report (CSV + text) into this directory")
     cp.set_defaults(func=cmd_compare)

@@ -15,9 +15,9 @@ import pytest
 
 from harness import kernel, topology
 from harness.errors import HarnessError
-from harness.run import parse_variant
 from harness.session import guest
-
+from harness.variant import Variant
+from harness.vm import VM
 
 _STATE = pytest.StashKey["_State"]()
 
@@ -72,7 +72,7 @@ class _State:
         self.config = config
         self.builds: dict[str, object] = {}
         self.build_errors: dict[str, BaseException] = {}
-        self.vms: OrderedDict[tuple, object] = OrderedDict()
+        self.vms: OrderedDict[tuple, VM] = OrderedDict()
         self.boot_errors: dict[tuple, BaseException] = {}
         given = config.getoption("--rh-workdir", None)
         self._tmp = None if given else tempfile.TemporaryDirectory(prefix="rh-pytest-")
@@ -91,9 +91,9 @@ class _State:
         return self.builds[flavor]
 
     def vm(self, variant: str, topo_name: str, append: str = ""):
-        flavor, params = parse_variant(variant)
-        append = " ".join(a for a in (params, append) if a)
-        result = self.build(flavor)
+        v = Variant.parse(variant)
+        append = " ".join(a for a in (v.append, append) if a)
+        result = self.build(v.flavor)
         key = (result.key, topo_name, append)
         if key in self.boot_errors:
             raise self.boot_errors[key]

@@ -1,29 +1,46 @@
-"""One guest for one kernel on one topology: image, ssh key, QEMU arguments and VM together."""
+"""One guest for one kernel on one topology: image, ssh key, acceleration, QEMU arguments and VM together."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from harness.errors import VMError
 from harness.guest import prepare_run
-from harness.kernel import cache_root
-from harness.topology import Topology, qemu_args
+from harness.paths import cache_root
+from harness.topology import Topology
 from harness.vm import VM
-
+from harness.vm.accel import choose_accel
+from harness.vm.numa import qemu_args
 
 #: TCG boots of a 6.12 tinyconfig kernel take seconds; debug kernels and 8 GiB guests longer
 DEFAULT_BOOT_TIMEOUT = 180.0
 
 
 def guest(kernel: Path, topo: Topology, workdir: Path, *, append: str = "", accel: str = "auto",
-          boot_timeout: float = DEFAULT_BOOT_TIMEOUT, name: str | None = None) -> VM:
+          boot_timeout: float = DEFAULT_BOOT_TIMEOUT, name: str | None = None,
+          qemu_extra: Sequence[str] = ()) -> VM:
     """A VM (not started: use it as a context manager) booting `kernel` on `topo`.
 
     workdir receives the per-run initrd and ssh key, the generated ACPI tables,
-    console.log and vm.json.
+    console.log and vm.json; qemu_extra is appended to the QEMU arguments (e.g.
+    -icount). accel "auto" is settled here, before the VM exists: by the cached KVM
+    probe, or by a probe boot (up to accel.PROBE_TIMEOUT) on a cache miss.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = cache_root()
     initrd, key = prepare_run(cache / "guest", workdir)
-    return VM(kernel, initrd, workdir, qemu_args(topo, workdir), append=append, accel=accel,
-              boot_timeout=boot_timeout, name=name or f"{topo.name}", ssh_key=key, cache_dir=cache)
+    chosen = choose_accel(kernel, initrd, cache, accel)
+    return VM(kernel, initrd, workdir, [*qemu_args(topo, workdir), *qemu_extra], accel=chosen, append=append,
+              boot_timeout=boot_timeout, name=name or topo.name, ssh_key=key)
+
+
+def interactive_ssh_argv(vm: VM) -> list[str]:
+    """The ssh command line that opens a shell in a booted guest (what `harness boot` runs)."""
+    if vm.ssh_key is None or vm.port is None:
+        raise VMError(f"{vm.name}: not booted with an ssh key and port")
+    # the guest's host key is made per image, so there is nothing to remember it by
+    return ["ssh", "-i", str(vm.ssh_key), "-p", str(vm.port), "-t",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "root@127.0.0.1"]

@@ -1,9 +1,10 @@
-"""NUMA topologies: load and validate qemu-configs/topologies/*.yaml, and turn them into QEMU arguments.
+"""NUMA topologies: load and validate qemu-configs/topologies/*.yaml against the guest's RAM map.
 
 A topology says which vCPUs and which guest-physical RAM ranges belong to which node.
-The guest learns it from an ACPI SRAT and SLIT that we generate (harness.acpi) and pass
-with ``-acpitable``; no ``-numa`` option is used, because QEMU's -numa can only give each
-node one contiguous chunk and we need interleaved layouts (node0 = 0-2G + 4-6G, ...).
+The guest learns it from an ACPI SRAT and SLIT (harness.acpi encodes them,
+harness.vm.numa writes them and builds the QEMU arguments); no ``-numa`` option is
+used, because QEMU's -numa can only give each node one contiguous chunk and we need
+interleaved layouts (node0 = 0-2G + 4-6G, ...).
 
 Every range is checked against the guest's real RAM map (q35 puts a PCI hole below 4G),
 so a topology that validates here describes memory that really exists in the guest.
@@ -11,25 +12,22 @@ so a topology that validates here describes memory that really exists in the gue
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness import acpi
-from harness.errors import TopologyError, UserError
+from harness.errors import TopologyError
+from harness.paths import REPO_ROOT, TOPOLOGY_DIR
+from harness.units import GiB, MiB, fmt_size, parse_size
 
 log = logging.getLogger(__name__)
-
-KiB = 1 << 10
-MiB = 1 << 20
-GiB = 1 << 30
-_SUFFIX = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
 
 # Node boundaries must sit on x86_64 memory section boundaries (SECTION_SIZE_BITS = 27,
 # 128 MiB). With a boundary inside a section, that section spans two nodes: sparsemem
@@ -48,11 +46,8 @@ LOCAL_DISTANCE = 10  # ACPI: the diagonal of the SLIT is always 10
 REMOTE_DISTANCE = 20  # Linux's default for a remote node
 MAX_DISTANCE = 254  # 255 means "unreachable" in the SLIT
 
-# One socket in xAPIC mode: SRAT type 0 entries carry an 8-bit APIC id and 0xff is broadcast.
+# xAPIC ids: SRAT type 0 entries carry an 8-bit APIC id and 0xff is broadcast.
 MAX_CPUS = 255
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TOPOLOGY_DIR = REPO_ROOT / "qemu-configs" / "topologies"
 
 _TOP_KEYS = {"name", "description", "machine", "memory", "cpus", "nodes", "distances"}
 _NODE_KEYS = {"id", "cpus", "memory", "ranges"}
@@ -124,7 +119,7 @@ def list_topologies() -> list[str]:
     return sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml"))
 
 
-def resolve(name_or_path: str | os.PathLike) -> Path:
+def resolve(name_or_path: str | os.PathLike[str]) -> Path:
     """A topology name (``two-node``) or a path to a YAML file, as a path."""
     text = os.fspath(name_or_path)
     if isinstance(name_or_path, Path) or os.sep in text or text.endswith((".yaml", ".yml")):
@@ -132,54 +127,29 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     return TOPOLOGY_DIR / f"{text}.yaml"
 
 
-def load(name_or_path: str | os.PathLike) -> Topology:
+def load(name_or_path: str | os.PathLike[str]) -> Topology:
     """Load and validate a topology; raises TopologyError naming the file and field."""
     path = resolve(name_or_path)
     if not path.is_file():
         raise TopologyError(
-            f"{_display(path)}: no such topology file; known topologies: "
+            f"{display_path(path)}: no such topology file; known topologies: "
             f"{', '.join(list_topologies()) or '(none)'}"
         )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise TopologyError(f"{_display(path)}: not valid YAML: {exc}") from exc
+        raise TopologyError(f"{display_path(path)}: not valid YAML: {exc}") from exc
     topo = _Parser(path).parse(data)
     log.debug("loaded topology %s from %s: %d nodes", topo.name, path, len(topo.nodes))
     return topo
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
     """The path as users should see it: relative to the repository when inside it."""
     try:
         return str(path.resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
-
-
-def parse_size(value: Any) -> int:
-    """Bytes from an int or a string like ``512M``, ``1.5G``, ``0x80000000`` (K/M/G/T are powers of 1024)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size, got a boolean")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a size cannot be negative")
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"expected a size such as 512M or 2G, got {value!r}")
-    text = value.strip()
-    if re.fullmatch(r"0[xX][0-9a-fA-F]+", text):
-        return int(text, 16)
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
-    if not m:
-        raise ValueError(f"expected a size such as 512M or 2G, got {value!r}")
-    try:
-        amount = Decimal(m.group(1)) * _SUFFIX[m.group(2).upper()]
-    except InvalidOperation as exc:  # pragma: no cover - the regex already excludes this
-        raise ValueError(f"bad size {value!r}") from exc
-    if amount != amount.to_integral_value():
-        raise ValueError(f"{value!r} is not a whole number of bytes")
-    return int(amount)
 
 
 def parse_cpus(value: Any) -> list[int]:
@@ -209,9 +179,10 @@ def parse_cpus(value: Any) -> list[int]:
     raise ValueError(f"expected a CPU list such as [0, 1] or '0-1', got {value!r}")
 
 
-def format_cpus(cpus) -> str:
+def format_cpus(cpus: Iterable[int]) -> str:
     """CPU list in the kernel's cpulist format ("0-3,6"; empty for none), as sysfs prints it."""
-    parts, run = [], []
+    parts: list[str] = []
+    run: list[int] = []
     for cpu in sorted(cpus):
         if run and cpu == run[-1] + 1:
             run.append(cpu)
@@ -224,25 +195,17 @@ def format_cpus(cpus) -> str:
     return ",".join(parts)
 
 
-def fmt_size(n: int) -> str:
-    """The shortest exact K/M/G spelling of ``n`` bytes (used in QEMU args and reports)."""
-    for suffix, unit in (("G", GiB), ("M", MiB), ("K", KiB)):
-        if n and n % unit == 0:
-            return f"{n // unit}{suffix}"
-    return str(n)
-
-
 class _Parser:
     """Turns the YAML data of one file into a Topology, failing on the first problem."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.where = _display(path)
+        self.where = display_path(path)
 
     def fail(self, field: str, message: str) -> TopologyError:
         return TopologyError(f"{self.where}: {field}: {message}")
 
-    def check_keys(self, field: str, data: dict, allowed: set[str]) -> None:
+    def check_keys(self, field: str, data: dict[Any, Any], allowed: set[str]) -> None:
         unknown = sorted(set(map(str, data)) - allowed)
         if unknown:
             raise self.fail(
@@ -433,7 +396,7 @@ class _Parser:
         flat = sorted(
             (start, end, i, j) for i, rs in explicit.items() for j, (start, end) in enumerate(rs)
         )
-        for (s1, e1, i1, j1), (s2, e2, i2, j2) in zip(flat, flat[1:]):
+        for (s1, e1, i1, j1), (s2, e2, i2, j2) in itertools.pairwise(flat):
             if s2 < e1:
                 raise self.fail(
                     f"nodes[{i2}].ranges[{j2}]",
@@ -499,80 +462,5 @@ class _Parser:
         return tuple(tuple(row) for row in raw)
 
 
-def _fmt_ranges(ranges) -> str:
+def _fmt_ranges(ranges: Iterable[tuple[int, int]]) -> str:
     return " + ".join(f"[{s:#x}, {e:#x})" for s, e in ranges) or "(none)"
-
-
-def _fmt_range(start: int, end: int) -> str:
-    return f"[{start:#011x}, {end:#011x}) {fmt_size(end - start)}"
-
-
-# --------------------------------------------------------------------------- QEMU
-
-
-def _argv(topo: Topology, workdir: Path) -> list[str]:
-    def acpitable(path: Path) -> str:
-        text = str(path)
-        if ":" in text:
-            # -acpitable splits file= on ':' to concatenate several files.
-            raise UserError(f"{workdir}: work directory path contains ':', which -acpitable cannot take")
-        return "file=" + text.replace(",", ",,")  # QEMU option syntax escapes ',' by doubling it
-
-    return [
-        "-machine", topo.machine,
-        "-m", fmt_size(topo.memory_bytes),
-        # One socket per vCPU: APIC ids are 0..N-1 (the ids the SRAT names, acpi.apic_id),
-        # and no two CPUs share a last-level cache. With one socket, CPUs of different nodes
-        # would be LLC siblings and the guest WARNs in topology_sane() at boot.
-        "-smp", f"{topo.cpus},sockets={topo.cpus},cores=1,threads=1",
-        "-acpitable", acpitable(workdir / "srat.bin"),
-        "-acpitable", acpitable(workdir / "slit.bin"),
-    ]  # fmt: skip
-
-
-def qemu_args(topo: Topology, workdir: Path) -> list[str]:
-    """QEMU arguments for ``topo``; writes workdir/srat.bin and workdir/slit.bin.
-
-    No -numa options: QEMU would build its own SRAT from them (one contiguous range per
-    node), and with none it builds no SRAT/SLIT of its own, so ours are the only ones.
-    """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    for fname, blob in (("srat.bin", acpi.srat(topo)), ("slit.bin", acpi.slit(topo))):
-        # Written atomically: a VM started concurrently never sees half a table.
-        tmp = workdir / f".{fname}.tmp"
-        tmp.write_bytes(blob)
-        os.replace(tmp, workdir / fname)
-    argv = _argv(topo, workdir)
-    log.debug("qemu args for %s: %s", topo.name, " ".join(argv))
-    return argv
-
-
-def describe(topo: Topology) -> str:
-    """Human-readable summary for ``harness topology show``: ranges, SRAT, SLIT, QEMU argv."""
-    lines = [f"topology {topo.name} ({_display(topo.path)})"]
-    lines += [f"  {line}" for line in topo.description.splitlines()]
-    lines.append(f"machine {topo.machine}, memory {fmt_size(topo.memory_bytes)} ({topo.memory_bytes} bytes), "
-                 f"{topo.cpus} vCPUs")  # fmt: skip
-    lines.append("guest RAM map: " + ", ".join(_fmt_range(s, e) for s, e in topo.ram_map()))
-    lines.append("nodes:")
-    for node in topo.nodes:
-        cpus = ",".join(map(str, node.cpus)) or "none"
-        mem = ", ".join(_fmt_range(s, e) for s, e in node.ranges) or "none (memoryless)"
-        lines.append(f"  node {node.id}: cpus {cpus}; memory {fmt_size(node.memory_bytes) if node.ranges else '0'}: {mem}")
-    lines.append(f"SRAT (revision {acpi.SRAT_REVISION}):")
-    for node in topo.nodes:
-        for cpu in node.cpus:
-            lines.append(f"  processor affinity: APIC id {acpi.apic_id(cpu)} -> node {node.id}, flags enabled")
-    for node in topo.nodes:
-        for start, end in node.ranges:
-            lines.append(
-                f"  memory affinity: base {start:#018x} length {end - start:#018x} -> node {node.id}, flags enabled"
-            )
-    lines.append("SLIT:")
-    lines.append(" " * 9 + "".join(f"{j:>5}" for j in range(len(topo.nodes))))
-    for i, row in enumerate(topo.distances):
-        lines.append(f"  node {i:<2}" + "".join(f"{d:>5}" for d in row))
-    lines.append("QEMU argv (tables written by qemu_args into the VM's work directory):")
-    lines.append("  " + " ".join(_argv(topo, Path("<workdir>"))))
-    return "\n".join(lines)

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from harness.errors import InfraError
+from harness.fs import SECRET_MODE, atomic_write
 
 from .cpio import CpioWriter
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 #: bump when the layout of the image changes in a way the inputs do not show
 IMAGE_FORMAT = 5
 
+#: the line files/init.sh prints on the serial console once the guest is up (harness.vm
+#: waits for it); this is its one definition, keep it equal to the echo in init.sh
 READY_MARKER = "REGION-HARNESS-READY"
 
 #: guest path -> host program; the guest paths are where PATH finds them
@@ -42,6 +45,11 @@ PROGRAMS = {
 BUSYBOX = "busybox"
 #: static C helpers compiled into the image: source in files/ -> /usr/bin/<name>
 HELPERS = ("pfbench.c", "rh-seed.c")
+
+
+def guest_programs() -> frozenset[str]:
+    """Names of the programs the image carries besides busybox's applets (what workloads may need)."""
+    return frozenset([Path(p).name for p in PROGRAMS] + [h.removesuffix(".c") for h in HELPERS])
 
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\n"
 # dropbear rejects a login whose shell is not listed here
@@ -179,20 +187,9 @@ def _build_base(dest: Path, files: dict[str, Path]) -> None:
                        _compile_helper(Path(tmp), source), 0o755)
         w.add_file("etc/dropbear/dropbear_ed25519_host_key", _host_key(Path(tmp)), 0o600)
 
-    _write_atomic(dest, w.finish())
+    # the image carries the guest's dropbear host private key: readable by its owner only
+    atomic_write(dest, w.finish(), mode=SECRET_MODE)
 
-
-def _write_atomic(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the image holds no secret worth hiding
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_base_initramfs(cache_dir: Path) -> Path:
@@ -209,9 +206,9 @@ def build_base_initramfs(cache_dir: Path) -> Path:
     meta = {"key": key, "format": IMAGE_FORMAT,
             "inputs": {k: str(v) for k, v in sorted(files.items())},
             "size_bytes": dest.stat().st_size}
-    _write_atomic(dest.with_suffix(".json"),
+    atomic_write(dest.with_suffix(".json"),
                   (json.dumps(meta, indent=2) + "\n").encode())
-    log.info("guest image built: %s (%d KiB)", dest, meta["size_bytes"] // 1024)
+    log.info("guest image built: %s (%d KiB)", dest, dest.stat().st_size // 1024)
     return dest
 
 
@@ -239,8 +236,9 @@ def build_initramfs(cache_dir: Path, authorized_key: str | None = None,
                     extra_files: dict[str, bytes] | None = None) -> Path:
     """Return an initramfs to boot: the cached base, plus the per-run archive if needed.
 
-    With a key or extra files (guest path -> bytes, mode 0755), the result is the base followed by the key archive, written to
-    ``dest`` (default: next to the base, named after the key's hash) atomically.
+    With a key or extra files (guest path -> bytes, mode 0755), the result is the base
+    followed by the key archive, written to ``dest`` (default: next to the base, named
+    after the key's hash) atomically.
     Pass a per-VM ``dest`` (e.g. in the VM workdir) to keep per-run files out of the cache.
     """
     base = build_base_initramfs(Path(cache_dir))
@@ -253,7 +251,7 @@ def build_initramfs(cache_dir: Path, authorized_key: str | None = None,
         khash = hashlib.sha256(ident).hexdigest()[:12]
         dest = base.with_name(base.name.replace(".cpio", f"-key-{khash}.cpio"))
     dest = Path(dest)
-    _write_atomic(dest, base.read_bytes() + extra)
+    atomic_write(dest, base.read_bytes() + extra, mode=SECRET_MODE)
     return dest
 
 

@@ -34,7 +34,7 @@ def make_ssh_key(directory: Path) -> tuple[Path, str]:
             serialization.NoEncryption(),
         )
         _write_private(path, pem)
-        key = paramiko.Ed25519Key.from_private_key_file(str(path))
+        key: paramiko.PKey = paramiko.Ed25519Key.from_private_key_file(str(path))
     except Exception as exc:  # old cryptography or paramiko: fall back to RSA
         log.debug("ed25519 key generation failed (%s), using RSA 2048", exc)
         rsa = paramiko.RSAKey.generate(2048)

@@ -31,16 +31,19 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 from harness.errors import BuildError, ConfigError, HarnessError, InfraError, PatchError
-from harness.kernel.cache import (PATCHES_DIR, atomic_write, build_lock, cache_root,
-                                  disk_full_is_infra, read_json, write_json)
+from harness.fs import atomic_write, disk_full_is_infra, raise_if_disk_full, write_json
+from harness.fs import read_json_state as read_json
+from harness.kernel.cache import build_lock
 from harness.kernel.config import Flavor, configure, configure_commands, load_flavor
 from harness.kernel.patches import Patch, parse_series, patches_digest, sync_series
 from harness.kernel.source import KernelSource, check_clean_for_o_build, resolve_source
+from harness.paths import PATCHES_DIR, cache_root
+from harness.table import render_table
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,45 @@ class PatchStep:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class BuildMetadata:
+    """kernels/<key>/metadata.json: what was built from what, how long it took, how to redo it."""
+
+    key: str
+    flavor: str
+    description: str
+    kernel_version: str
+    package_version: str | None
+    source: dict[str, str]
+    patches: list[dict[str, str]]
+    fragments: list[dict[str, str]]
+    compiler: str
+    toolchain: str
+    target: str
+    jobs: int
+    durations: dict[str, float]
+    bzimage_size: int
+    ccache: dict[str, int]
+    reproducer: list[str]
+    reproducer_harness: str
+    started: str
+    finished: str
+    schema: int = SCHEMA
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object) -> BuildMetadata | None:
+        """The metadata of a cache entry, or None when it is from another schema or damaged."""
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            return None
+        try:
+            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        except TypeError:
+            return None
+
+
 @dataclass
 class BuildResult:
     """A built (or cached) kernel: its artifacts and metadata."""
@@ -74,7 +116,7 @@ class BuildResult:
     flavor: str
     key: str
     directory: Path
-    metadata: dict
+    metadata: BuildMetadata
     cached: bool
     steps: list[PatchStep] | None = None  # only for each_patch builds
 
@@ -165,7 +207,7 @@ def config_key(source_identity: str, fragments: list[Path] | tuple[Path, ...], p
 # --------------------------------------------------------------------------- helpers
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _default_progress(msg: str) -> None:
@@ -268,13 +310,13 @@ def _prepare_tree(ctx: _Context) -> None:
     try:
         if ctx.source.kind == "tree":
             # a developer's tree: leave .git behind, it is large and not part of the build
-            cmd = f"tar -C {shlex.quote(str(ctx.source.path))} --exclude=.git -cf - . | tar -C {shlex.quote(str(tmp))} -xf -"
+            cmd = (f"tar -C {shlex.quote(str(ctx.source.path))} --exclude=.git -cf - . "
+                   f"| tar -C {shlex.quote(str(tmp))} -xf -")
             proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
         else:
             proc = subprocess.run(["cp", "-al", f"{ctx.source.path}/.", str(tmp)], capture_output=True, text=True)
         if proc.returncode != 0:
-            if "No space left" in proc.stderr:
-                raise OSError(28, proc.stderr.strip()[-300:])
+            raise_if_disk_full(proc.stderr, f"copying the source to {tmp}")
             raise InfraError(f"copying the source to {tmp} failed: {proc.stderr.strip()[-500:]}")
         if src.exists():
             old = ctx.workdir / f".src-old-{os.getpid()}"
@@ -298,8 +340,11 @@ def _run_make(ctx: _Context, log_fh, patches_count: int) -> None:
     count = [0]
     compiled = re.compile(r"^\s+(CC|AS)\s")
 
+    out = proc.stdout
+    assert out is not None  # stdout=PIPE
+
     def reader() -> None:
-        for line in proc.stdout:
+        for line in out:
             log_fh.write(line)
             if compiled.match(line):
                 count[0] += 1
@@ -331,8 +376,7 @@ def _run_make(ctx: _Context, log_fh, patches_count: int) -> None:
         # the next build overwrites build/build.log: keep the failed one where the error points
         failed = ctx.workdir / "failed-build.log"
         shutil.copyfile(log_fh.name, failed)
-        if "No space left on device" in text:
-            raise InfraError(f"disk full during the kernel build (see {failed})")
+        raise_if_disk_full(text, f"the kernel build, see {failed}")
         raise BuildError(f"make {TARGET} failed for flavor {ctx.flavor.name} ({ctx.source.describe()}, "
                          f"{patches_count} patch(es)) with exit code {proc.returncode}",
                          log_path=str(failed), excerpt=error_excerpt(text))
@@ -363,9 +407,9 @@ def _reproducer(ctx: _Context) -> list[str]:
     return cmds
 
 
-def _lookup(root: Path, key: str) -> dict | None:
-    meta = read_json(root / "kernels" / key / "metadata.json")
-    return meta if meta and meta.get("key") == key else None
+def _lookup(root: Path, key: str) -> BuildMetadata | None:
+    meta = BuildMetadata.from_json(read_json(root / "kernels" / key / "metadata.json"))
+    return meta if meta and meta.key == key else None
 
 
 def _store(ctx: _Context, key: str, patches: list[Patch], log_path: Path, started: str,
@@ -381,31 +425,30 @@ def _store(ctx: _Context, key: str, patches: list[Patch], log_path: Path, starte
         shutil.copy2(ctx.builddir / "System.map", tmp / "System.map")
         shutil.copy2(log_path, tmp / "build.log")
         ctx.durations["total"] = round(time.monotonic() - t0, 3)
-        meta = {
-            "schema": SCHEMA,
-            "flavor": ctx.flavor.name,
-            "description": ctx.flavor.description,
-            "key": key,
-            "kernel_version": ctx.source.version,
-            "package_version": ctx.source.package_version,
-            "source": {"kind": ctx.source.kind, "identity": ctx.source.identity,
-                       "path": str(ctx.source.path), "description": ctx.source.describe()},
-            "patches": patches_digest(patches),
-            "fragments": [{"name": Path(f).name, "sha256": hashlib.sha256(Path(f).read_bytes()).hexdigest()}
-                          for f in ctx.flavor.fragments],
-            "compiler": ctx.compiler,
-            "toolchain": ctx.toolchain,
-            "target": TARGET,
-            "jobs": ctx.jobs,
-            "durations": {k: round(v, 3) for k, v in ctx.durations.items()},
-            "bzimage_size": (tmp / "bzImage").stat().st_size,
-            "ccache": ccache,
-            "reproducer": _reproducer(ctx),
-            "reproducer_harness": f"python -c 'from harness.kernel import build; build({ctx.flavor.name!r})'",
-            "started": started,
-            "finished": _now(),
-        }
-        write_json(tmp / "metadata.json", meta)
+        meta = BuildMetadata(
+            key=key,
+            flavor=ctx.flavor.name,
+            description=ctx.flavor.description,
+            kernel_version=ctx.source.version,
+            package_version=ctx.source.package_version,
+            source={"kind": ctx.source.kind, "identity": ctx.source.identity,
+                    "path": str(ctx.source.path), "description": ctx.source.describe()},
+            patches=patches_digest(patches),
+            fragments=[{"name": Path(f).name, "sha256": hashlib.sha256(Path(f).read_bytes()).hexdigest()}
+                       for f in ctx.flavor.fragments],
+            compiler=ctx.compiler,
+            toolchain=ctx.toolchain,
+            target=TARGET,
+            jobs=ctx.jobs,
+            durations={k: round(v, 3) for k, v in ctx.durations.items()},
+            bzimage_size=(tmp / "bzImage").stat().st_size,
+            ccache=ccache,
+            reproducer=_reproducer(ctx),
+            reproducer_harness=f"python -c 'from harness.kernel import build; build({ctx.flavor.name!r})'",
+            started=started,
+            finished=_now(),
+        )
+        write_json(tmp / "metadata.json", meta.to_json())
         if final.exists() and force:
             # --force replaces the entry; move it aside first (rename cannot replace a dir)
             trash = kernels / f".old-{key[:12]}-{os.getpid()}"
@@ -417,7 +460,7 @@ def _store(ctx: _Context, key: str, patches: list[Patch], log_path: Path, starte
             if not (final / "metadata.json").exists():
                 raise
             # an identical build finished first: keep its entry
-            meta = read_json(final / "metadata.json") or meta
+            meta = BuildMetadata.from_json(read_json(final / "metadata.json")) or meta
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(flavor=ctx.flavor.name, key=key, directory=final, metadata=meta, cached=False)
@@ -425,7 +468,8 @@ def _store(ctx: _Context, key: str, patches: list[Patch], log_path: Path, starte
 
 def _configure_memo(ctx: _Context, patches: list[Patch], log_fh) -> str:
     """Configure, unless the build dir already holds the .config these inputs produced last time."""
-    memo = ctx.root / "configs" / f"{config_key(ctx.source.identity, ctx.flavor.fragments, patches, ctx.toolchain)}.config"
+    key = config_key(ctx.source.identity, ctx.flavor.fragments, patches, ctx.toolchain)
+    memo = ctx.root / "configs" / f"{key}.config"
     current = ctx.builddir / ".config"
     if memo.exists() and current.exists() and memo.read_bytes() == current.read_bytes():
         ctx.progress("configure: unchanged inputs, .config already in place (verified when made)")
@@ -444,7 +488,7 @@ def _build_once(ctx: _Context, patches: list[Patch], t0: float, force: bool = Fa
     started = _now()
     ctx.durations = {"extract": ctx.source.extract_seconds, "lock_wait": ctx.lock_wait}
     log_path = ctx.builddir / "build.log"
-    with disk_full_is_infra(f"building flavor {ctx.flavor.name}"):
+    with disk_full_is_infra(f"building flavor {ctx.flavor.name}", cache_root()):
         t = time.monotonic()
         _prepare_tree(ctx)
         if ctx.flavor.patches:
@@ -481,7 +525,7 @@ def _remember_prekey(root: Path, prekey: str, key: str) -> None:
     write_json(root / "kernels" / "prekeys" / f"{prekey}.json", {"key": key})
 
 
-def _prekey_hit(root: Path, prekey: str) -> tuple[str, dict] | None:
+def _prekey_hit(root: Path, prekey: str) -> tuple[str, BuildMetadata] | None:
     entry = read_json(root / "kernels" / "prekeys" / f"{prekey}.json")
     if not entry:
         return None
@@ -495,8 +539,7 @@ def format_steps(steps: list[PatchStep]) -> str:
     for s in steps:
         built = ("yes (cached)" if s.cached else "yes") if s.built else "no"
         rows.append((s.patch, "yes" if s.applied else "no", built, f"{s.seconds:.1f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return render_table(rows)
 
 
 def build(flavor: str | Path | Flavor, source: str | os.PathLike | KernelSource | None = None,

@@ -8,7 +8,6 @@ measurement wrong without anyone noticing.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
@@ -19,7 +18,9 @@ from pathlib import Path
 import yaml
 
 from harness.errors import ConfigError, InfraError
-from harness.kernel.cache import FLAVORS_DIR
+from harness.fs import raise_if_disk_full
+from harness.metrics.kconfig import ConfigOption, parse_config_text
+from harness.paths import FLAVORS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -80,51 +81,8 @@ def list_flavors(flavors_dir: Path | None = None) -> list[str]:
 
 # --------------------------------------------------------------------------- fragments
 
-@dataclass(frozen=True)
-class ConfigOption:
-    """One CONFIG_ line; value is 'y', 'm', 'n', a quoted string (quotes kept) or a number."""
-
-    name: str  # without the CONFIG_ prefix
-    value: str
-    source: str = ""  # file the option came from
-    line: int = 0
-
-    def __str__(self) -> str:
-        if self.value == "n":
-            return f"# CONFIG_{self.name} is not set"
-        return f"CONFIG_{self.name}={self.value}"
-
-
-_SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
-_UNSET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set\s*$")
-_VALUE = re.compile(r'^(?:[ymn]|"(?:[^"\\]|\\.)*"|-?\d+|0[xX][0-9a-fA-F]+)$')
-
-
-def parse_config_text(text: str, source: str = "<config>", strict: bool = True) -> dict[str, ConfigOption]:
-    """Parse fragment or .config text into {name: ConfigOption}; a later line wins.
-
-    strict: a line that looks like an option but is malformed raises ConfigError
-    (fragments are written by hand; a typo must not be silently ignored).
-    """
-    opts: dict[str, ConfigOption] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line:
-            continue
-        m = _UNSET.match(line)
-        if m:
-            opts[m.group(1)] = ConfigOption(m.group(1), "n", source, lineno)
-            continue
-        if line.startswith("#"):
-            continue
-        m = _SET.match(line)
-        if m and _VALUE.match(m.group(2).strip()):
-            opts[m.group(1)] = ConfigOption(m.group(1), m.group(2).strip(), source, lineno)
-            continue
-        if strict:
-            raise ConfigError(f"{source}:{lineno}: not a config option line: {raw!r} "
-                              f"(expected CONFIG_X=y|m|n|\"string\"|number or '# CONFIG_X is not set')")
-    return opts
+# ConfigOption and parse_config_text live in harness.metrics.kconfig (the model reads a
+# guest's .config with the same parser); imported above, they stay importable from here.
 
 
 def parse_fragment(path: Path) -> dict[str, ConfigOption]:
@@ -194,9 +152,6 @@ def find_kconfig_symbols(srctree: Path, names: list[str]) -> dict[str, KconfigSy
                 sym.depends.append(m.group(1))
     return syms
 
-
-def find_kconfig_symbol(srctree: Path, name: str) -> KconfigSymbol:
-    return find_kconfig_symbols(srctree, [name])[name]
 
 
 _IDENT = re.compile(r"(!?)\s*\b([A-Z][A-Z0-9_]+)\b")
@@ -300,8 +255,7 @@ def configure(srctree: Path, builddir: Path, fragments: list[Path] | tuple[Path,
             log_file.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
         if proc.returncode != 0:
             out = (proc.stdout + proc.stderr).strip()
-            if "No space left on device" in out:
-                raise OSError(errno.ENOSPC, f"No space left on device ({builddir})")
+            raise_if_disk_full(out, f"configuring in {builddir}")
             # the fragments were parsed already; a failing kconfig run is the host's problem
             # (missing flex/bison/gcc, a broken tree), not the user's input
             raise InfraError(f"configuring failed: {' '.join(cmd)} exited {proc.returncode}:\n{out[-2000:]}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -20,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import PatchError
-from harness.kernel.cache import PATCHES_DIR, disk_full_is_infra, read_json, write_json
+from harness.fs import atomic_copy, disk_full_is_infra, write_json
+from harness.fs import read_json_state as read_json
+from harness.paths import PATCHES_DIR, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +166,7 @@ def _same_content(a: Path, b: Path) -> bool:
 
 def _install(src: Path, dst: Path) -> None:
     """Replace dst by src's content and mode, via rename (never half-written; mtime = now)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    os.close(fd)
-    shutil.copyfile(src, tmp)
-    shutil.copymode(src, tmp)
-    os.replace(tmp, dst)
+    atomic_copy(src, dst)
 
 
 def _make_like(want: Path, dst: Path) -> bool:
@@ -199,7 +195,7 @@ def sync_series(patches: list[Patch], pristine: Path, tree: Path, source_desc: s
     state_path = state_dir / STATE_FILE
     old = read_json(state_path) or {}
     old_touched = set(old.get("touched", []))
-    with disk_full_is_infra("applying the patch series"), \
+    with disk_full_is_infra("applying the patch series", cache_root()), \
             tempfile.TemporaryDirectory(dir=state_dir, prefix=".staging-") as tmp:
         staging = Path(tmp)
         touched = apply_in_staging(patches, pristine, staging, source_desc)

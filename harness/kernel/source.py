@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import SourceError
-from harness.kernel.cache import cache_root, disk_full_is_infra, read_json, write_json
+from harness.fs import disk_full_is_infra, raise_if_disk_full, write_json
+from harness.fs import read_json_state as read_json
+from harness.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class KernelSource:
         if self.kind == "debian":
             return f"Linux {self.version} (Debian {DEBIAN_PACKAGE} {self.package_version})"
         if self.kind == "tarball":
-            return f"Linux {self.version} (tarball {self.tarball}, sha256 {self.tarball_sha256[:12]})"
+            return f"Linux {self.version} (tarball {self.tarball}, sha256 {(self.tarball_sha256 or '?')[:12]})"
         head = f" git {self.git_head[:12]}" if self.git_head else ""
         dirty = " +local edits" if self.git_dirty else ""
         return f"Linux {self.version} (tree {self.path}{head}{dirty})"
@@ -130,7 +132,7 @@ def _extract(tarball: Path, dest_dir: Path, name_for) -> tuple[Path, float]:
     dest_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     log.info("extracting %s (once; about 20 s)", tarball)
-    with disk_full_is_infra(f"extracting {tarball}"):
+    with disk_full_is_infra(f"extracting {tarball}", cache_root()):
         tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".extract-"))
         try:
             # Debian's tarball is xz in 62 blocks: xz >= 5.4 decompresses them in parallel
@@ -138,8 +140,7 @@ def _extract(tarball: Path, dest_dir: Path, name_for) -> tuple[Path, float]:
             proc = subprocess.run(["tar", *unxz, "-xf", str(tarball), "-C", str(tmp)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
-                if "No space left" in proc.stderr:
-                    raise OSError(28, proc.stderr.strip())
+                raise_if_disk_full(proc.stderr, f"extracting {tarball}")
                 raise SourceError(f"cannot extract {tarball}: {proc.stderr.strip()[-500:]}")
             tops = [p for p in tmp.iterdir() if p.is_dir()]
             if len(tops) != 1:

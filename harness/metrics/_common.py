@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,10 +45,10 @@ def to_int(token: str, source: str, lineno: int, what: str) -> int:
 
 # pd.Index construction costs ~50-150 us; snapshots repeat the same zone names, node
 # numbers and column lists, and an Index is immutable, so identical ones are shared.
-_INDEX_CACHE: dict[tuple, pd.Index] = {}
+_INDEX_CACHE: dict[tuple[Hashable, ...], pd.Index] = {}
 
 
-def cached_index(values, name: str | None = None) -> pd.Index:
+def cached_index(values: Iterable[Hashable], name: str | None = None) -> pd.Index:
     """An Index of these values (shared between calls: never mutate it)."""
     key = (name, tuple(values))
     idx = _INDEX_CACHE.get(key)
@@ -58,7 +59,7 @@ def cached_index(values, name: str | None = None) -> pd.Index:
     return idx
 
 
-def fast_index(arrays: list[list], names: list[str]) -> pd.Index:
+def fast_index(arrays: Sequence[Sequence[Hashable]], names: list[str]) -> pd.Index:
     """Build a (Multi)Index from parallel key lists.
 
     MultiIndex.from_tuples/from_arrays cost ~0.7 ms each (factorising and sorting); the
@@ -67,13 +68,17 @@ def fast_index(arrays: list[list], names: list[str]) -> pd.Index:
     """
     if len(arrays) == 1:
         return cached_index(arrays[0], names[0])
-    levels, codes = [], []
+    levels: list[pd.Index] = []
+    codes: list[np.ndarray] = []
     for values in arrays:
-        mapping: dict = {}
+        mapping: dict[Hashable, int] = {}
         code = [mapping.setdefault(v, len(mapping)) for v in values]
         levels.append(cached_index(mapping))
         codes.append(np.asarray(code, dtype=np.intp))
-    return pd.MultiIndex(levels=levels, codes=codes, names=names, verify_integrity=False)
+    # pandas-stubs wants plain sequences; pandas takes Index levels and ndarray codes (and
+    # building from them is what makes this fast)
+    return pd.MultiIndex(levels=levels, codes=codes,  # type: ignore[arg-type]
+                         names=names, verify_integrity=False)
 
 
 def int_frame(rows: list[list[int]], index: pd.Index, columns: list[str]) -> pd.DataFrame:

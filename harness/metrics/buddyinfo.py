@@ -11,14 +11,15 @@ import pandas as pd
 
 from ._common import ParseError, fast_index, int_frame, lines_of
 
-__all__ = ["parse_buddyinfo", "UNITS"]
-
-UNITS = {"free_blocks": "blocks of 2**order pages"}
+__all__ = ["parse_buddyinfo"]
 
 
 def parse_buddyinfo(text: str, source: str = "buddyinfo") -> pd.DataFrame:
     """Parse the text of /proc/buddyinfo; every zone line must list the same orders."""
-    nodes, zones, orders, values = [], [], [], []
+    nodes: list[int] = []
+    zones: list[str] = []
+    orders: list[int] = []
+    values: list[int] = []
     width = None
     for lineno, line in enumerate(lines_of(text, source), 1):
         parts = line.split()

@@ -10,15 +10,16 @@ removes it. ParseError line numbers are 1-based lines of the text given.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import pandas as pd
 
+from harness.units import PAGE_SHIFT
+
 from ._common import ParseError
 
-__all__ = ["strip_dmesg_prefix", "parse_e820", "parse_numa_layout", "NumaLayout", "PAGE_SHIFT"]
-
-PAGE_SHIFT = 12
+__all__ = ["strip_dmesg_prefix", "parse_e820", "parse_numa_layout", "NumaLayout"]
 
 # "<6>" syslog level (dmesg -r), "[    0.000000]" timestamp and "[    T1]" caller id
 # (CONFIG_PRINTK_CALLER); exactly one space follows, the rest is the message, whose own
@@ -44,12 +45,16 @@ def strip_dmesg_prefix(text: str) -> str:
     return "\n".join(_PREFIX.sub("", line.rstrip("\r"), count=1) for line in text.split("\n"))
 
 
-def _messages(text: str):
+def _messages(text: str) -> Iterator[tuple[int, str]]:
     for lineno, line in enumerate(text.split("\n"), 1):
         yield lineno, _PREFIX.sub("", line.rstrip("\r"), count=1)
 
 
-def _range_cols(start: int, end_inclusive: int) -> dict:
+#: one parsed message: column name -> value
+_Row = dict[str, object]
+
+
+def _range_cols(start: int, end_inclusive: int) -> dict[str, int]:
     end = end_inclusive + 1
     return {"start": start, "end": end, "start_pfn": start >> PAGE_SHIFT, "end_pfn": end >> PAGE_SHIFT}
 
@@ -61,7 +66,7 @@ def parse_e820(text: str, source: str = "dmesg") -> pd.DataFrame:
     ``start``, ``end`` (exclusive), ``size`` (bytes) and ``type`` ("usable",
     "reserved", "ACPI data", ...), in print order.
     """
-    rows = []
+    rows: list[_Row] = []
     for lineno, msg in _messages(text):
         m = _E820.match(msg)
         if m is None:
@@ -92,13 +97,12 @@ class NumaLayout(NamedTuple):
 
 _RANGE = ["start", "end", "start_pfn", "end_pfn"]
 
-
 _BOOL_COLS = frozenset(("hotplug", "non_volatile", "memoryless", "empty"))
 _TEXT_COLS = frozenset(("zone", "apic_kind"))
 
 
-def _frame(rows: list[dict], columns: list[str], index: str | None = None,
-           nullable: tuple = ()) -> pd.DataFrame:
+def _frame(rows: list[_Row], columns: list[str], index: str | None = None,
+           nullable: tuple[str, ...] = ()) -> pd.DataFrame:
     # explicit dtypes: an empty list of rows must still give int/bool columns
     df = pd.DataFrame(rows, columns=columns)
     for col in columns:
@@ -113,9 +117,15 @@ def _frame(rows: list[dict], columns: list[str], index: str | None = None,
 
 def parse_numa_layout(text: str, source: str = "dmesg") -> NumaLayout:
     """Parse SRAT, Initmem, NODE_DATA, "Zone ranges", "Movable zone start" and "Early memory node ranges"."""
-    srat_mem, srat_cpu, initmem, node_data = [], [], [], []
-    zones, movable, early, unavail = [], [], [], []
-    section = None
+    srat_mem: list[_Row] = []
+    srat_cpu: list[_Row] = []
+    initmem: list[_Row] = []
+    node_data: list[_Row] = []
+    zones: list[_Row] = []
+    movable: list[_Row] = []
+    early: list[_Row] = []
+    unavail: list[_Row] = []
+    section: str | None = None
     for lineno, msg in _messages(text):
         if section is not None:
             if msg.startswith("  "):
@@ -124,7 +134,7 @@ def parse_numa_layout(text: str, source: str = "dmesg") -> NumaLayout:
                 if m is None:
                     raise ParseError(source, lineno, f"garbled line in the {section} list: {msg!r}")
                 if section == "zones":
-                    row = {"zone": m[1], "empty": m[4] is not None}
+                    row: _Row = {"zone": m[1], "empty": m[4] is not None}
                     row.update(_range_cols(int(m[2], 16), int(m[3], 16)) if m[2] else
                                dict.fromkeys(_RANGE))
                     zones.append(row)

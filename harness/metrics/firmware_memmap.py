@@ -10,12 +10,17 @@ and ``type`` ("System RAM", "Reserved", "ACPI Tables", ...).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import TypeVar
 
 import pandas as pd
 
 from ._common import ParseError
 
 __all__ = ["parse_firmware_memmap", "read_firmware_memmap"]
+
+# entry numbers as sysfs names them ("0") or as ints: both sort numerically
+_Entry = TypeVar("_Entry", str, int)
 
 
 def _hex(text: str, source: str) -> int:
@@ -28,9 +33,10 @@ def _hex(text: str, source: str) -> int:
         raise ParseError(source, 1, f"expected a hex number, got {value!r}") from None
 
 
-def parse_firmware_memmap(entries: dict, source: str = "memmap") -> pd.DataFrame:
+def parse_firmware_memmap(entries: Mapping[_Entry, Mapping[str, str]], source: str = "memmap") -> pd.DataFrame:
     """Turn the per-entry start/end/type texts into a frame (see module docstring)."""
-    rows, index = [], []
+    rows: list[dict[str, object]] = []
+    index: list[int] = []
     for key in sorted(entries, key=int):
         entry = entries[key]
         where = f"{source}/{key}"
@@ -53,7 +59,7 @@ def parse_firmware_memmap(entries: dict, source: str = "memmap") -> pd.DataFrame
 
 def read_firmware_memmap(path: str = "/sys/firmware/memmap") -> pd.DataFrame:
     """Read a /sys/firmware/memmap directory (or a saved copy of it) and parse it."""
-    entries = {}
+    entries: dict[str, dict[str, str]] = {}
     for name in os.listdir(path):
         if name.isdigit():
             entries[name] = {}

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import pandas as pd
 
 from ._common import ParseError, fast_index, int_frame, lines_of
@@ -31,8 +33,8 @@ def parse_mem_regions(text: str, source: str = "regions") -> pd.DataFrame:
     """Parse mem_regions/regions."""
     lines = lines_of(text, source)
     _header(lines, source, _REGIONS_HEADER)
-    keys: list[list] = [[], [], []]
-    rows = []
+    keys: list[list[Hashable]] = [[], [], []]
+    rows: list[list[int]] = []
     for lineno, line in enumerate(lines[1:], 2):
         parts = line.split()
         if len(parts) != 7:
@@ -55,8 +57,8 @@ def parse_mem_free_blocks(text: str, source: str = "free_blocks") -> pd.DataFram
     if not orders or orders != [f"order{i}" for i in range(len(orders))]:
         raise ParseError(source, 1, f"garbled order columns in {lines[0]!r}")
     width = 4 + len(orders)
-    keys: list[list] = [[], [], [], [], []]
-    values = []
+    keys: list[list[Hashable]] = [[], [], [], [], []]
+    values: list[list[int]] = []
     for lineno, line in enumerate(lines[1:], 2):
         parts = line.split()
         if len(parts) != width:
@@ -78,7 +80,7 @@ def parse_mem_free_blocks(text: str, source: str = "free_blocks") -> pd.DataFram
 
 def parse_mem_regions_config(text: str, source: str = "config") -> dict[str, int]:
     """Parse mem_regions/config ("key value" lines) into a dict of ints."""
-    out = {}
+    out: dict[str, int] = {}
     for lineno, line in enumerate(lines_of(text, source), 1):
         parts = line.split()
         if len(parts) != 2:

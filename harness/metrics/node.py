@@ -9,8 +9,8 @@ one frame:
                          read from the text ("Node 0 MemTotal: ...").
 ``parse_node_numastat``  numa_hit, numa_miss, numa_foreign, interleave_hit, local_node,
                          other_node (page allocations).
-``parse_node_vmstat``    the zone, numa and node counters summed for the node (pages, or
-                         see harness.metrics.vmstat.UNITS).
+``parse_node_vmstat``    the zone, numa and node counters summed for the node (pages,
+                         except the KiB and THP counters harness.metrics.vmstat names).
 
 numastat and vmstat do not print their node, so it is ``node=`` or taken from the
 source name ("node1-vmstat", ".../node1/vmstat").

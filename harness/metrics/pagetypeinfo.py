@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +24,10 @@ import pandas as pd
 from ._common import ParseError, fast_index, int_frame, lines_of
 
 __all__ = ["PageTypeInfo", "parse_pagetypeinfo"]
+
+
+# (node, zone, migratetype, count) of a "Number of ... blocks" table
+_CountRow = tuple[int, str, str, int]
 
 
 class PageTypeInfo(NamedTuple):
@@ -35,11 +40,12 @@ class PageTypeInfo(NamedTuple):
 
 def parse_pagetypeinfo(text: str, source: str = "pagetypeinfo") -> PageTypeInfo:
     """Parse the text of /proc/pagetypeinfo (all nodes)."""
-    free_keys: list[list] = [[], [], [], []]
+    free_keys: list[list[Hashable]] = [[], [], [], []]
     free_vals: list[int] = []
     capped: list[bool] = []
-    tables: dict[str, list] = {"blocks": [], "mixed": []}
-    order = per_block = None
+    tables: dict[str, list[_CountRow]] = {"blocks": [], "mixed": []}
+    order: int | None = None
+    per_block: int | None = None
     section = None  # "free", "blocks" or "mixed": which table the "Node" lines belong to
     mtypes: list[str] = []
     width = 0
@@ -86,7 +92,7 @@ def parse_pagetypeinfo(text: str, source: str = "pagetypeinfo") -> PageTypeInfo:
                             or parts[1][-1] != ","):
                         raise ParseError(source, lineno, f"garbled block-count line {line!r}")
                     node = int(parts[1][:-1])
-                    for mt, tok in zip(mtypes, parts[4:]):
+                    for mt, tok in zip(mtypes, parts[4:], strict=True):
                         tables[section].append((node, parts[3], mt, int(tok)))
                 else:
                     raise ParseError(source, lineno, "Node line outside a table")
@@ -99,11 +105,11 @@ def parse_pagetypeinfo(text: str, source: str = "pagetypeinfo") -> PageTypeInfo:
     free = int_frame([[v] for v in free_vals],
                      fast_index(free_keys, ["node", "zone", "migratetype", "order"]), ["free_blocks"])
     free["capped"] = np.array(capped, dtype=bool)
+    return PageTypeInfo(free, _counts(tables["blocks"], "pageblocks"),
+                        _counts(tables["mixed"], "mixed_pageblocks"), order, per_block)
 
-    def counts(rows, column):
-        idx = fast_index([[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
-                         ["node", "zone", "migratetype"])
-        return int_frame([[r[3]] for r in rows], idx, [column])
 
-    return PageTypeInfo(free, counts(tables["blocks"], "pageblocks"),
-                        counts(tables["mixed"], "mixed_pageblocks"), order, per_block)
+def _counts(rows: list[_CountRow], column: str) -> pd.DataFrame:
+    idx = fast_index([[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+                     ["node", "zone", "migratetype"])
+    return int_frame([[r[3]] for r in rows], idx, [column])

@@ -1,111 +1,121 @@
-"""Dispatch a set of captured kernel files to their parsers by file name; read a capture directory.
+"""What a snapshot is: the guest command reading every MM file at once, its output split into files, those parsed.
 
-File names are matched on their last path component, so both capture names
-("node0-meminfo", "dmesg.txt", "firmware-memmap/0/start") and live paths
-("/proc/zoneinfo", "/sys/devices/system/node/node0/meminfo",
-"/sys/kernel/debug/mem_regions/regions") work. Keys of the result:
+Nothing here talks to a guest or writes files: harness.vm.snapshots runs the command,
+saves snapshots and samples them over time.
+
+parse_snapshot takes capture names ("zoneinfo", "node0-meminfo", "mem_regions/regions",
+"firmware-memmap/0/start", "dmesg.txt") or guest paths ("/proc/zoneinfo",
+"/sys/devices/system/node/node0/meminfo", "/sys/kernel/debug/mem_regions/regions") and
+dispatches them through harness.metrics.registry. Keys of the result:
 
 zoneinfo, zoneinfo.node_stats, zoneinfo.pagesets, zoneinfo.regions, buddyinfo,
 pagetypeinfo.free, pagetypeinfo.blocks, pagetypeinfo.mixed, vmstat, node_meminfo,
 node_numastat, node_vmstat (all nodes concatenated, indexed by node), dmesg.e820,
 dmesg.<field of NumaLayout>, firmware_memmap, mem_regions.regions,
-mem_regions.free_blocks, mem_regions.config (1 row). The "time" and "uptime" files that
-harness.metrics.collect writes next to a snapshot are clock data, not parsed here.
+mem_regions.free_blocks, mem_regions.config (1 row). The "time" and "uptime" files saved
+next to a snapshot are clock data, not parsed here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
-from .buddyinfo import parse_buddyinfo
-from .dmesg import parse_e820, parse_numa_layout
-from .firmware_memmap import parse_firmware_memmap
-from .mem_regions import parse_mem_free_blocks, parse_mem_regions, parse_mem_regions_config
-from .node import parse_node_meminfo, parse_node_numastat, parse_node_vmstat
-from .pagetypeinfo import parse_pagetypeinfo
-from .vmstat import parse_vmstat
-from .zoneinfo import parse_zoneinfo
+from harness.errors import ParseError
+from harness.fs import read_tree
 
-__all__ = ["parse_snapshot", "read_capture_dir", "load_capture"]
+from . import registry
+from .registry import CapturedFile, Frames, KernelFile
+
+__all__ = ["CLOCK_FILES", "MARK", "Snapshot", "capture_name", "load_capture", "parse_snapshot",
+           "snapshot_command", "split_snapshot"]
 
 log = logging.getLogger(__name__)
 
-_NODE_FILE = re.compile(r"(?:^|/)node(\d+)[-/](meminfo|numastat|vmstat)$")
-_CLOCK_FILES = frozenset(("time", "uptime"))
-_MEMMAP_FILE = re.compile(r"(?:^|/)(?:firmware-)?memmap/(\d+)/(start|end|type)$")
+#: starts the line announcing each file in the snapshot command's output
+MARK = "@@@rh "
+#: files saved with a snapshot that hold its clock, not kernel data
+CLOCK_FILES = frozenset(("time", "uptime"))
 
 
-def parse_snapshot(files: dict[str, str]) -> dict[str, pd.DataFrame]:
+def snapshot_command(refresh: bool = True) -> str:
+    """The guest shell command printing every live registry file after a marker line, uptime first.
+
+    refresh folds the per-cpu vmstat deltas first (/proc/sys/vm/stat_refresh), so
+    nr_free_pages is exact at quiescence; time series skip it to stay cheap. A file the
+    guest lacks (no debugfs regions on vanilla) is skipped.
+    """
+    pre = "echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; " if refresh else ""
+    globs = " ".join(registry.live_paths())
+    return (f"{pre}echo '{MARK}uptime'; cat /proc/uptime; "
+            f"for f in {globs}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; cat \"$f\"; }}; done; true")
+
+
+def split_snapshot(text: str, source: str = "snapshot") -> dict[str, str]:
+    """Split the command's output into {guest path: content}; 'uptime' is the guest clock."""
+    files: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.startswith(MARK):
+            current = files.setdefault(line[len(MARK):].strip(), [])
+        elif current is None:
+            raise ParseError(source, lineno, "output does not start with a file marker")
+        else:
+            current.append(line)
+    if "uptime" not in files:
+        raise ParseError(source, None, "no uptime marker: the snapshot command did not run")
+    return {name: "\n".join(lines) + "\n" for name, lines in files.items()}
+
+
+def capture_name(guest_path: str) -> str:
+    """File name a guest file is saved under in a run directory (parse_snapshot reads it back)."""
+    parts = guest_path.strip("/").split("/")
+    if parts[:4] == ["sys", "devices", "system", "node"]:
+        return f"{parts[4]}-{parts[5]}"          # node0-meminfo
+    if parts[:3] == ["sys", "kernel", "debug"]:
+        return "/".join(parts[3:])               # mem_regions/regions
+    return parts[-1]                             # zoneinfo, vmstat, uptime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent read of the guest's MM files (harness.vm.snapshots takes and saves them)."""
+
+    label: str
+    host_time: float                  # time.time() when the read returned
+    guest_uptime: float               # seconds, from /proc/uptime
+    files: dict[str, str] = field(default_factory=dict)  # capture name -> text
+
+    def clock_text(self) -> str:
+        """Content of the "time" file saved next to the files (harness.results.store reads it)."""
+        return f"host {self.host_time:.3f}\nguest_uptime {self.guest_uptime:.2f}\n"
+
+
+def parse_snapshot(files: Mapping[str, str]) -> Frames:
     """Parse every known file of one snapshot ({name or path: text}); unknown names are logged and skipped."""
-    out: dict[str, pd.DataFrame] = {}
-    per_node: dict[str, list[pd.DataFrame]] = {}
-    memmap: dict[str, dict[str, str]] = {}
+    matched: dict[KernelFile, list[CapturedFile]] = {}
     for name, text in files.items():
         path = name.replace(os.sep, "/")
-        base = path.rsplit("/", 1)[-1]
-        m = _NODE_FILE.search(path)
-        if m:
-            kind = m[2]
-            parser = {"meminfo": parse_node_meminfo, "numastat": parse_node_numastat,
-                      "vmstat": parse_node_vmstat}[kind]
-            df = parser(text, name) if kind == "meminfo" else parser(text, name, int(m[1]))
-            per_node.setdefault(f"node_{kind}", []).append(df)
+        if path.rsplit("/", 1)[-1] in CLOCK_FILES:
             continue
-        m = _MEMMAP_FILE.search(path)
-        if m:
-            memmap.setdefault(m[1], {})[m[2]] = text
-            continue
-        if base in _CLOCK_FILES:
-            continue
-        if base == "zoneinfo":
-            z = parse_zoneinfo(text, name)
-            out["zoneinfo"] = z.zones
-            out["zoneinfo.node_stats"] = z.node_stats
-            out["zoneinfo.pagesets"] = z.pagesets
-            out["zoneinfo.regions"] = z.regions
-        elif base == "buddyinfo":
-            out["buddyinfo"] = parse_buddyinfo(text, name)
-        elif base == "pagetypeinfo":
-            p = parse_pagetypeinfo(text, name)
-            out["pagetypeinfo.free"] = p.free
-            out["pagetypeinfo.blocks"] = p.blocks
-            out["pagetypeinfo.mixed"] = p.mixed
-        elif base == "vmstat":
-            out["vmstat"] = parse_vmstat(text, name)
-        elif base in ("dmesg", "dmesg.txt", "dmesg.log", "console.log"):
-            out["dmesg.e820"] = parse_e820(text, name)
-            for field, df in parse_numa_layout(text, name)._asdict().items():
-                out[f"dmesg.{field}"] = df
-        elif base == "regions":
-            out["mem_regions.regions"] = parse_mem_regions(text, name)
-        elif base == "free_blocks":
-            out["mem_regions.free_blocks"] = parse_mem_free_blocks(text, name)
-        elif base == "config" and "mem_regions" in path or base == "mem_regions-config":
-            out["mem_regions.config"] = pd.DataFrame([parse_mem_regions_config(text, name)])
-        else:
+        found = registry.find_entry(path)
+        if found is None:
             log.warning("no parser for captured file %s: skipped", name)
-    for key, frames in per_node.items():
-        out[key] = pd.concat(frames).sort_index()
-    if memmap:
-        out["firmware_memmap"] = parse_firmware_memmap(memmap, "firmware-memmap")
+            continue
+        entry, match = found
+        matched.setdefault(entry, []).append(CapturedFile(name, text, match))
+    out: Frames = {}
+    for entry in registry.REGISTRY:  # registry order: the same keys in the same order for every snapshot
+        if entry in matched:
+            out.update(entry.reader.read(matched[entry]))
     return out
 
 
-def read_capture_dir(path: str) -> dict[str, str]:
-    """Read every regular file under a capture directory: {relative path: text}."""
-    files = {}
-    for root, _dirs, names in os.walk(path):
-        for name in names:
-            full = os.path.join(root, name)
-            with open(full, encoding="utf-8", errors="replace") as fh:
-                files[os.path.relpath(full, path).replace(os.sep, "/")] = fh.read()
-    return files
-
-
-def load_capture(path: str) -> dict[str, pd.DataFrame]:
-    """read_capture_dir + parse_snapshot."""
-    return parse_snapshot(read_capture_dir(path))
+def load_capture(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Read a saved capture or snapshot directory and parse it (harness.fs.read_tree + parse_snapshot)."""
+    return parse_snapshot(read_tree(Path(path)))

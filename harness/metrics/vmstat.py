@@ -1,8 +1,10 @@
 """Parse /proc/vmstat (mm/vmstat.c vmstat_show): one row of "name value" counters.
 
 :func:`parse_vmstat` returns a 1-row DataFrame (index [0]) whose columns are the kernel's
-counter names in file order, int64. Most values are pages or event counts; see
-:data:`UNITS` for the exceptions. One row per snapshot makes a time series a concat.
+counter names in file order, int64. Values are pages or event counts, except
+nr_kernel_stack and nr_shadow_call_stack (KiB) and nr_anon_transparent_hugepages,
+nr_shmem_hugepages, nr_shmem_pmdmapped, nr_file_hugepages, nr_file_pmdmapped (THPs).
+One row per snapshot makes a time series a concat.
 """
 
 from __future__ import annotations
@@ -11,13 +13,7 @@ import pandas as pd
 
 from ._common import ParseError, cached_index, int_frame, lines_of
 
-__all__ = ["parse_vmstat", "parse_name_values", "UNITS"]
-
-UNITS = {
-    "nr_kernel_stack": "KiB", "nr_shadow_call_stack": "KiB",
-    "nr_anon_transparent_hugepages": "THPs", "nr_shmem_hugepages": "THPs",
-    "nr_shmem_pmdmapped": "THPs", "nr_file_hugepages": "THPs", "nr_file_pmdmapped": "THPs",
-}
+__all__ = ["parse_vmstat", "parse_name_values"]
 
 
 def parse_name_values(text: str, source: str) -> dict[str, int]:

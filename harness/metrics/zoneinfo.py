@@ -22,6 +22,11 @@ Output of :func:`parse_zoneinfo` is a :class:`ZoneInfo` of four DataFrames:
                 ``present``, ``free``: the lines the region patch series adds
                 (kernel-patches/README.md).
 
+Units are pages except: ``start_pfn`` (a pfn), ``node_unreclaimable`` (0/1), ``pcp_cpus``
+(CPUs), ``regions`` (a count), ``numa_*`` (allocations), and in ``node_stats``
+``nr_kernel_stack``/``nr_shadow_call_stack`` (KiB) and the ``*_hugepages``/``*_pmdmapped``
+counters (THPs).
+
 An unpopulated zone ends after its protection line: the kernel omits its counters and
 pagesets because they are 0 by construction (a zone with no pages holds no free, LRU
 or pcp pages and served no allocation), so they are reported as 0 and ``pcp_cpus`` is 0;
@@ -31,6 +36,7 @@ and is copied from the node's populated zones.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -38,28 +44,17 @@ import pandas as pd
 
 from ._common import ParseError, fast_index, int_frame, lines_of
 
-__all__ = ["ZoneInfo", "parse_zoneinfo", "UNITS"]
-
-#: Units of the zones columns; any column not listed is in pages.
-UNITS: dict[str, str] = {
-    "start_pfn": "pfn",
-    "node_unreclaimable": "flag 0/1",
-    "pcp_cpus": "CPUs",
-    "vm_stats_threshold": "pages (per-CPU counter drift allowed before folding)",
-    "regions": "count",
-    "region_size": "pages",
-    "numa_hit": "allocations", "numa_miss": "allocations", "numa_foreign": "allocations",
-    "numa_interleave": "allocations", "numa_local": "allocations", "numa_other": "allocations",
-    # node_stats exceptions (vmstat_item_print_in_thp and the *_KB items of mmzone.h)
-    "nr_kernel_stack": "KiB", "nr_shadow_call_stack": "KiB",
-    "nr_anon_transparent_hugepages": "THPs", "nr_shmem_hugepages": "THPs",
-    "nr_shmem_pmdmapped": "THPs", "nr_file_hugepages": "THPs", "nr_file_pmdmapped": "THPs",
-}
+__all__ = ["ZoneInfo", "parse_zoneinfo"]
 
 # Zone fields printed for every zone; a zone block lacking one is truncated.
 _ALWAYS = ("pages_free", "min", "low", "high", "spanned", "present", "managed")
 # Pageset sub-fields end at these zone-level keys.
 _ZONE_COLON_KEYS = frozenset(("node_unreclaimable", "start_pfn"))
+
+# (node, zone, cpu, that CPU's pageset fields)
+_PagesetRow = tuple[int, str, int, dict[str, int]]
+# (node, zone, region, start_pfn, end_pfn, present, free)
+_RegionRow = tuple[int, str, int, int, int, int, int]
 
 
 class ZoneInfo(NamedTuple):
@@ -69,57 +64,72 @@ class ZoneInfo(NamedTuple):
     regions: pd.DataFrame
 
 
+class _Zone:
+    """One "Node N, zone NAME" block while it is read: its header and its "name value" fields."""
+
+    __slots__ = ("node", "name", "header_line", "fields")
+
+    def __init__(self, node: int, name: str, header_line: int):
+        self.node = node
+        self.name = name
+        self.header_line = header_line
+        self.fields: dict[str, int] = {}
+
+    def __str__(self) -> str:
+        return f"Node {self.node}, zone {self.name}"
+
+
 def _bad(source: str, lineno: int, msg: str) -> ParseError:
     return ParseError(source, lineno, msg)
 
 
-def _close_zone(zone: dict, pcps: list[dict], source: str, header_line: int, last_line: int,
+def _before_header(source: str, lineno: int, line: str) -> ParseError:
+    return _bad(source, lineno, f"{line.strip()!r} before any 'Node N, zone NAME' header")
+
+
+def _close_zone(zone: _Zone, pcps: list[dict[str, int]], source: str, last_line: int,
                 regions_seen: int) -> None:
     """Check a finished zone block for truncation and fill its pageset summary."""
+    fields = zone.fields
     for key in _ALWAYS:
-        if key not in zone:
+        if key not in fields:
             raise _bad(source, last_line,
-                       f"Node {zone['_node']}, zone {zone['_zone']} (line {header_line}) ends without "
-                       f"its '{key}' field: truncated or garbled")
-    if "protection" not in zone:
-        raise _bad(source, last_line, f"Node {zone['_node']}, zone {zone['_zone']} has no protection line")
-    if zone["present"]:
-        if "start_pfn" not in zone:
+                       f"{zone} (line {zone.header_line}) ends without its '{key}' field: truncated or garbled")
+    if "protection" not in fields:
+        raise _bad(source, last_line, f"{zone} has no protection line")
+    if fields["present"]:
+        if "start_pfn" not in fields:
             raise _bad(source, last_line,
-                       f"Node {zone['_node']}, zone {zone['_zone']} (line {header_line}) is populated "
-                       "but ends before start_pfn: truncated")
+                       f"{zone} (line {zone.header_line}) is populated but ends before start_pfn: truncated")
         if not pcps:
-            raise _bad(source, last_line, f"Node {zone['_node']}, zone {zone['_zone']} has no pagesets")
-    if "regions" in zone and zone["regions"] != regions_seen:
-        raise _bad(source, last_line,
-                   f"Node {zone['_node']}, zone {zone['_zone']} announces {zone['regions']} regions "
-                   f"but lists {regions_seen}")
+            raise _bad(source, last_line, f"{zone} has no pagesets")
+    if "regions" in fields and fields["regions"] != regions_seen:
+        raise _bad(source, last_line, f"{zone} announces {fields['regions']} regions but lists {regions_seen}")
     count = high = batch = thr = 0
     for p in pcps:
         count += p.get("count", 0)
         high += p.get("high", 0)
         batch = max(batch, p.get("batch", 0))
         thr = max(thr, p.get("vm_stats_threshold", 0))
-    zone["pcp_cpus"] = len(pcps)
-    zone["pcp_count"] = count
-    zone["pcp_high"] = high
-    zone["pcp_batch"] = batch
-    zone["vm_stats_threshold"] = thr
+    fields["pcp_cpus"] = len(pcps)
+    fields["pcp_count"] = count
+    fields["pcp_high"] = high
+    fields["pcp_batch"] = batch
+    fields["vm_stats_threshold"] = thr
 
 
 def parse_zoneinfo(text: str, source: str = "zoneinfo") -> ZoneInfo:
     """Parse the text of /proc/zoneinfo; raise ParseError(source, line) on bad input."""
     lines = lines_of(text, source)
-    zones: list[dict] = []
-    node_stats: dict[int, dict] = {}
-    pageset_rows: list[tuple[int, str, dict]] = []
-    region_rows: list[tuple] = []
+    zones: list[_Zone] = []
+    node_stats: dict[int, dict[str, int]] = {}
+    pageset_rows: list[_PagesetRow] = []
+    region_rows: list[_RegionRow] = []
 
-    zone: dict | None = None
-    pcps: list[dict] = []
-    pcp: dict | None = None
-    nstats: dict | None = None  # non-None while inside a "per-node stats" block
-    header_line = 0
+    zone: _Zone | None = None
+    pcps: list[dict[str, int]] = []
+    pcp: dict[str, int] | None = None
+    nstats: dict[str, int] | None = None  # non-None while inside a "per-node stats" block
     regions_seen = 0
     node = -1
     zname = ""
@@ -130,18 +140,18 @@ def parse_zoneinfo(text: str, source: str = "zoneinfo") -> ZoneInfo:
             parts = line.split()
             if len(parts) == 2:
                 # "name value" lines are three quarters of the file: test them first
+                if zone is None:
+                    raise _before_header(source, lineno, line)
                 key, val = parts
                 if key[-1] != ":":
                     if nstats is not None:
                         nstats[key] = int(val)
                     elif key == "per-node":
-                        if zone is None:
-                            raise TypeError
                         if val != "stats" or node in node_stats:
                             raise _bad(source, lineno, f"unexpected {line.strip()!r}")
                         nstats = node_stats[node] = {}
                     else:
-                        zone[key] = int(val)  # TypeError when no zone header came yet
+                        zone.fields[key] = int(val)
                     continue
                 name = key[:-1]
                 if name == "cpu":
@@ -152,7 +162,7 @@ def parse_zoneinfo(text: str, source: str = "zoneinfo") -> ZoneInfo:
                     pcp[name] = int(val)
                 else:
                     pcp = None
-                    zone[name] = int(val)
+                    zone.fields[name] = int(val)
                 continue
             if not parts:
                 raise _bad(source, lineno, "blank line inside zoneinfo")
@@ -160,30 +170,31 @@ def parse_zoneinfo(text: str, source: str = "zoneinfo") -> ZoneInfo:
             n = len(parts)
             if key == "Node":
                 if zone is not None:
-                    _close_zone(zone, pcps, source, header_line, lineno - 1, regions_seen)
+                    _close_zone(zone, pcps, source, lineno - 1, regions_seen)
                 if n != 4 or parts[2] != "zone" or parts[1][-1:] != ",":
                     raise _bad(source, lineno, f"garbled zone header {line!r}")
                 node = int(parts[1][:-1])
                 zname = parts[3]
-                zone = {"_node": node, "_zone": zname}
+                zone = _Zone(node, zname, lineno)
                 zones.append(zone)
                 pcps = []
                 pcp = None
                 nstats = None
-                header_line = lineno
                 regions_seen = 0
-            elif zone is None:
-                raise TypeError
-            elif key == "pages" and n == 3 and parts[1] == "free":
+                continue
+            if zone is None:
+                raise _before_header(source, lineno, line)
+            fields = zone.fields
+            if key == "pages" and n == 3 and parts[1] == "free":
                 nstats = None
-                zone["pages_free"] = int(parts[2])
+                fields["pages_free"] = int(parts[2])
             elif key == "protection:":
                 if line[-1] != ")" or parts[1][0] != "(":
                     raise _bad(source, lineno, f"garbled protection line {line.strip()!r}")
                 inner = line[line.index("(") + 1:-1].split(",")
                 for i, tok in enumerate(inner):
-                    zone[f"protection_{i}"] = int(tok)
-                zone["protection"] = len(inner)
+                    fields[f"protection_{i}"] = int(tok)
+                fields["protection"] = len(inner)
             elif key == "pagesets" and n == 1:
                 pcp = None
             elif key == "vm" and n == 4 and parts[1] == "stats" and parts[2] == "threshold:":
@@ -191,12 +202,12 @@ def parse_zoneinfo(text: str, source: str = "zoneinfo") -> ZoneInfo:
                     raise _bad(source, lineno, "vm stats threshold outside a cpu pageset")
                 pcp["vm_stats_threshold"] = int(parts[3])
             elif key == "regions:" and n == 4 and parts[2] == "size":
-                if "regions" in zone:
+                if "regions" in fields:
                     raise _bad(source, lineno, "second regions header in one zone")
-                zone["regions"] = int(parts[1])
-                zone["region_size"] = int(parts[3])
+                fields["regions"] = int(parts[1])
+                fields["region_size"] = int(parts[3])
             elif key == "region" and n == 10:
-                if "regions" not in zone:
+                if "regions" not in fields:
                     raise _bad(source, lineno, "region line before the 'regions:' header")
                 if (parts[1][-1:] != ":" or parts[2] != "start_pfn" or parts[4] != "end_pfn"
                         or parts[6] != "present" or parts[8] != "free"):
@@ -210,18 +221,17 @@ def parse_zoneinfo(text: str, source: str = "zoneinfo") -> ZoneInfo:
             else:
                 raise _bad(source, lineno, f"unrecognised line {line.strip()!r}")
     except ValueError:
+        # every int() above: a garbled or cut-off number
         raise _bad(source, lineno, f"expected a number in {lines[lineno - 1].strip()!r}") from None
-    except TypeError:
-        raise _bad(source, lineno,
-                   f"{lines[lineno - 1].strip()!r} before any 'Node N, zone NAME' header") from None
     if zone is None:
         raise _bad(source, len(lines), "no 'Node N, zone NAME' header")
-    _close_zone(zone, pcps, source, header_line, len(lines), regions_seen)
+    _close_zone(zone, pcps, source, len(lines), regions_seen)
     return ZoneInfo(_zones_frame(zones), _node_frame(node_stats),
                     _pagesets_frame(pageset_rows), _regions_frame(region_rows))
 
 
-def _columns(dicts) -> list[str]:
+def _columns(dicts: Iterable[Mapping[str, int]]) -> list[str]:
+    """Every key of the dicts, in first-seen order (the kernel's print order)."""
     seen: dict[str, None] = {}
     for d in dicts:
         for k in d:
@@ -230,35 +240,35 @@ def _columns(dicts) -> list[str]:
     return list(seen)
 
 
-def _zones_frame(zones: list[dict]) -> pd.DataFrame:
-    cols = [c for c in _columns(zones)
-            if c[0] != "_" and c not in ("protection", "start_pfn", "node_unreclaimable")]
+def _zones_frame(zones: list[_Zone]) -> pd.DataFrame:
+    cols = [c for c in _columns(z.fields for z in zones)
+            if c not in ("protection", "start_pfn", "node_unreclaimable")]
     cols.append("node_unreclaimable")
-    unreclaimable = {z["_node"]: z["node_unreclaimable"] for z in zones if "node_unreclaimable" in z}
+    unreclaimable = {z.node: z.fields["node_unreclaimable"] for z in zones if "node_unreclaimable" in z.fields}
     rows = []
     starts = np.zeros(len(zones), dtype=np.int64)
     missing = np.ones(len(zones), dtype=bool)
     for i, z in enumerate(zones):
-        z["node_unreclaimable"] = unreclaimable.get(z["_node"], 0)
-        get = z.get
+        z.fields["node_unreclaimable"] = unreclaimable.get(z.node, 0)
+        get = z.fields.get
         rows.append([get(c, 0) for c in cols])
-        if "start_pfn" in z:
-            starts[i] = z["start_pfn"]
+        if "start_pfn" in z.fields:
+            starts[i] = z.fields["start_pfn"]
             missing[i] = False
-    index = fast_index([[z["_node"] for z in zones], [z["_zone"] for z in zones]], ["node", "zone"])
+    index = fast_index([[z.node for z in zones], [z.name for z in zones]], ["node", "zone"])
     df = int_frame(rows, index, cols)
     # nullable: an unpopulated zone does not print it and it is not always 0
     df["start_pfn"] = pd.arrays.IntegerArray(starts, missing)
     return df
 
 
-def _node_frame(node_stats: dict[int, dict]) -> pd.DataFrame:
+def _node_frame(node_stats: dict[int, dict[str, int]]) -> pd.DataFrame:
     cols = _columns(node_stats.values())
     rows = [[d.get(c, 0) for c in cols] for d in node_stats.values()]
     return int_frame(rows, fast_index([list(node_stats)], ["node"]), cols)
 
 
-def _pagesets_frame(rows: list[tuple[int, str, int, dict]]) -> pd.DataFrame:
+def _pagesets_frame(rows: list[_PagesetRow]) -> pd.DataFrame:
     cols = _columns(r[3] for r in rows) or ["count", "high", "batch", "vm_stats_threshold"]
     data = [[r[3].get(c, 0) for c in cols] for r in rows]
     index = fast_index([[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
@@ -266,7 +276,7 @@ def _pagesets_frame(rows: list[tuple[int, str, int, dict]]) -> pd.DataFrame:
     return int_frame(data, index, cols)
 
 
-def _regions_frame(rows: list[tuple]) -> pd.DataFrame:
+def _regions_frame(rows: list[_RegionRow]) -> pd.DataFrame:
     index = fast_index([[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
                        ["node", "zone", "region"])
     return int_frame([list(r[3:]) for r in rows], index, ["start_pfn", "end_pfn", "present", "free"])

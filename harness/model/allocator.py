@@ -28,17 +28,21 @@ def predict_sorted_allocs(free_blocks: pd.DataFrame, node: int, zone: str, migra
     except KeyError:
         raise ModelInputError(f"free_blocks has no rows for node {node} zone {zone} "
                               f"migratetype {migratetype}") from None
+    levels = sub.index.get_level_values
     counts: dict[tuple[int, int], int] = {
-        (int(region), int(o)): int(n) for (region, o), n in sub["free_blocks"].items() if n
+        (int(region), int(o)): int(n)
+        for region, o, n in zip(levels("region").tolist(), levels("order").tolist(),
+                                sub["free_blocks"].tolist(), strict=True) if n
     }
     max_order = int(sub.index.get_level_values("order").max())
     regions_of: dict[int, list[int]] = {}
     for region, o in counts:
         regions_of.setdefault(o, []).append(region)
 
-    served = []
+    served: list[int] = []
     for i in range(count):
-        current = next((o for o in range(order, max_order + 1) if any(counts.get((r, o)) for r in regions_of.get(o, []))), None)
+        current = next((o for o in range(order, max_order + 1)
+                        if any(counts.get((r, o)) for r in regions_of.get(o, []))), None)
         if current is None:
             raise ModelInputError(f"allocation {i + 1} of {count}: node {node} zone {zone} has no "
                                   f"{migratetype} block of order >= {order} left")

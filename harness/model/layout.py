@@ -53,18 +53,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
 
 import pandas as pd
 
-from harness.errors import TopologyError
 from harness.model import ModelInputError
+from harness.model.inputs import DeclaredNodes, E820Entry, ModelInputs, Range
+from harness.units import PAGE_SHIFT, PAGE_SIZE, KiB, MiB
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-KIB_PER_PAGE = PAGE_SIZE // 1024
+KIB_PER_PAGE = PAGE_SIZE // KiB
 
 # arch/x86/include/asm/dma.h
-MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
+MAX_DMA_PFN = (16 * MiB) >> PAGE_SHIFT
 MAX_DMA32_PFN = 1 << (32 - PAGE_SHIFT)
 
 # arch/x86/include/asm/sparsemem.h: SECTION_SIZE_BITS 27 on x86_64
@@ -76,16 +77,16 @@ MEMMAP_PAGES_PER_SECTION = SECTION_PAGES * STRUCT_PAGE_BYTES // PAGE_SIZE
 BIOS_BEGIN = 0xA0000
 BIOS_END = 0x100000
 # arch/x86/realmode/init.c: memblock_reserve(0, SZ_1M), never freed
-LOW_RESERVED_END_PFN = (1 << 20) >> PAGE_SHIFT
+LOW_RESERVED_END_PFN = MiB >> PAGE_SHIFT
 # arch/x86/mm/numa.c numa_register_nodes: memblock_validate_numa_coverage(SZ_1M)
-NUMA_COVERAGE_SLACK_BYTES = 1 << 20
+NUMA_COVERAGE_SLACK_BYTES = MiB
 # kernel/dma/swiotlb.c IO_TLB_DEFAULT_SIZE
-SWIOTLB_BYTES = 64 << 20
+SWIOTLB_BYTES = 64 * MiB
 
-DEFAULT_REGION_SIZE = 512 << 20
+DEFAULT_REGION_SIZE = 512 * MiB
 # Allowance for boot reservations other than the memmap: a defconfig 6.12 kernel keeps
 # about 30-40 MiB of image after init, plus page tables, per-cpu areas and hash tables.
-DEFAULT_BOOT_RESERVE_BYTES = 128 << 20
+DEFAULT_BOOT_RESERVE_BYTES = 128 * MiB
 # PAGE_SIZE << MAX_PAGE_ORDER on x86_64: a region must hold the largest buddy block
 MIN_REGION_SIZE = PAGE_SIZE << 10
 
@@ -109,7 +110,8 @@ E820_TYPES = {
 # enum zone_type order on x86_64 (no HIGHMEM); Normal and Movable always exist.
 ZONE_ORDER = ("DMA", "DMA32", "Normal", "Movable", "Device")
 ALWAYS_ZONES = ("Normal", "Movable")
-OPTIONAL_ZONES = {"DMA": "CONFIG_ZONE_DMA", "DMA32": "CONFIG_ZONE_DMA32", "Device": "CONFIG_ZONE_DEVICE"}
+# zone -> the Kconfig option (without CONFIG_) that builds it
+OPTIONAL_ZONES = {"DMA": "ZONE_DMA", "DMA32": "ZONE_DMA32", "Device": "ZONE_DEVICE"}
 
 ZONE_COLUMNS = ["start_pfn", "end_pfn", "spanned", "present", "managed_min", "managed_max"]
 NODE_COLUMNS = [
@@ -121,7 +123,8 @@ NODE_COLUMNS = [
     "memtotal_kb_max",
 ]
 
-Range = tuple[int, int]
+# an e820 entry while the model works on it: start, end exclusive, enum e820_type code
+_Entry = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -142,17 +145,12 @@ class Layout:
     region_size_pages: int = DEFAULT_REGION_SIZE >> PAGE_SHIFT
 
 
-def zones_from_kconfig(config: str | Mapping[str, str]) -> tuple[str, ...]:
-    """Return the zones a kernel .config builds, in zone_type order (Normal, Movable always)."""
-    if isinstance(config, str):
-        options: dict[str, str] = {}
-        for line in config.splitlines():
-            line = line.strip()
-            if line.startswith("CONFIG_") and "=" in line:
-                key, _, value = line.partition("=")
-                options[key] = value
-    else:
-        options = dict(config)
+def zones_from_kconfig(options: Mapping[str, str]) -> tuple[str, ...]:
+    """Return the zones a kernel config builds, in zone_type order (Normal, Movable always).
+
+    options: option name without the CONFIG_ prefix -> value, as the ConfigOption values
+    of harness.metrics.kconfig.parse_config_text ({"ZONE_DMA32": "y", ...}).
+    """
     have = {z for z, opt in OPTIONAL_ZONES.items() if options.get(opt) == "y"}
     return tuple(z for z in ZONE_ORDER if z in have or z in ALWAYS_ZONES)
 
@@ -162,7 +160,7 @@ def _type_code(name: str) -> int:
         return E820_TYPES[name]
     if name.startswith("type ") and name[5:].isdigit():
         return int(name[5:])
-    raise TopologyError(f"firmware_map: unknown e820 type {name!r} (known: {sorted(E820_TYPES)})")
+    raise ModelInputError(f"firmware_map: unknown e820 type {name!r} (known: {sorted(E820_TYPES)})")
 
 
 def _type_name(code: int) -> str:
@@ -172,11 +170,11 @@ def _type_name(code: int) -> str:
     return f"type {code}"
 
 
-def _sanitize_e820(entries: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+def _sanitize_e820(entries: list[_Entry]) -> list[_Entry]:
     """Resolve overlaps like e820__update_table(): the highest type number wins; merge neighbours."""
     points = sorted({p for s, e, _ in entries for p in (s, e)})
-    out: list[tuple[int, int, int]] = []
-    for lo, hi in zip(points, points[1:]):
+    out: list[_Entry] = []
+    for lo, hi in pairwise(points):
         covering = [t for s, e, t in entries if s <= lo and e >= hi]
         if not covering:
             continue
@@ -188,9 +186,9 @@ def _sanitize_e820(entries: list[tuple[int, int, int]]) -> list[tuple[int, int, 
     return out
 
 
-def _remove_ram(entries: list[tuple[int, int, int]], lo: int, hi: int) -> list[tuple[int, int, int]]:
+def _remove_ram(entries: list[_Entry], lo: int, hi: int) -> list[_Entry]:
     """e820__range_remove(lo, hi - lo, E820_TYPE_RAM, 1): cut [lo, hi) out of RAM entries only."""
-    out = []
+    out: list[_Entry] = []
     for s, e, t in entries:
         if t != E820_RAM or e <= lo or s >= hi:
             out.append((s, e, t))
@@ -202,7 +200,7 @@ def _remove_ram(entries: list[tuple[int, int, int]], lo: int, hi: int) -> list[t
     return out
 
 
-def _ram_to_reserved(entries: list[tuple[int, int, int]], lo: int, hi: int) -> list[tuple[int, int, int]]:
+def _ram_to_reserved(entries: list[_Entry], lo: int, hi: int) -> list[_Entry]:
     """e820__range_update(lo, hi - lo, E820_TYPE_RAM, E820_TYPE_RESERVED)."""
     out = _remove_ram(entries, lo, hi)
     for s, e, t in entries:
@@ -222,15 +220,15 @@ def _merge(ranges: Iterable[Range]) -> list[Range]:
     return out
 
 
-def _overlap(ranges: Iterable[Range], lo: int, hi: int) -> int:
+def overlap(ranges: Iterable[Range], lo: int, hi: int) -> int:
     """Length of the part of disjoint ranges inside [lo, hi)."""
     return sum(max(0, min(e, hi) - max(s, lo)) for s, e in ranges)
 
 
-def _memblock_memory(e820: list[tuple[int, int, int]]) -> list[Range]:
+def _memblock_memory(e820: list[_Entry]) -> list[Range]:
     """e820__memblock_setup + memblock_trim_memory(PAGE_SIZE): page-aligned RAM byte ranges."""
     ram = [(s, e) for s, e, t in e820 if t in (E820_RAM, E820_RESERVED_KERN) and e <= 1 << 64]
-    out = []
+    out: list[Range] = []
     for s, e in _merge(ram):
         s = -(-s // PAGE_SIZE) * PAGE_SIZE
         e = e // PAGE_SIZE * PAGE_SIZE
@@ -239,12 +237,16 @@ def _memblock_memory(e820: list[tuple[int, int, int]]) -> list[Range]:
     return out
 
 
-def _numa_cleanup(blocks: list[tuple[int, int, int]], memory: list[Range]) -> list[tuple[int, int, int]]:
+# one SRAT memory block: node id, start, end exclusive (bytes)
+_Block = tuple[int, int, int]
+
+
+def _numa_cleanup(blocks: list[_Block], memory: list[Range]) -> list[_Block]:
     """numa_cleanup_meminfo(): clip, drop RAM-less blocks, reject conflicts, join same-node blocks."""
     low, high = memory[0][0], memory[-1][1]
     mi: list[list[int]] = []
     for nid, s, e in blocks:
-        if _overlap(memory, s, e) == 0:
+        if overlap(memory, s, e) == 0:
             continue  # moved to numa_reserved_meminfo: not memory
         s = max(s, low)
         e = min(e, high)
@@ -256,7 +258,7 @@ def _numa_cleanup(blocks: list[tuple[int, int, int]], memory: list[Range]) -> li
         while j < len(mi):
             bi, bj = mi[i], mi[j]
             if bi[2] > bj[1] and bi[1] < bj[2] and bi[0] != bj[0]:
-                raise TopologyError(
+                raise ModelInputError(
                     f"node_ranges: node {bi[0]} [{bi[1]:#x}, {bi[2]:#x}) overlaps node {bj[0]} "
                     f"[{bj[1]:#x}, {bj[2]:#x}): the kernel rejects this SRAT and falls back to one node"
                 )
@@ -274,7 +276,7 @@ def _numa_cleanup(blocks: list[tuple[int, int, int]], memory: list[Range]) -> li
     return [(nid, s, e) for nid, s, e in mi]
 
 
-def _assign_nodes(memory: list[Range], blocks: list[tuple[int, int, int]]) -> tuple[dict[int, list[Range]], int]:
+def _assign_nodes(memory: list[Range], blocks: list[_Block]) -> tuple[dict[int, list[Range]], int]:
     """memblock_set_node() for every block, then for_each_mem_pfn_range(): pfn ranges per node.
 
     Returns the per-node pfn ranges and the number of memblock pages left without a node.
@@ -283,7 +285,7 @@ def _assign_nodes(memory: list[Range], blocks: list[tuple[int, int, int]]) -> tu
     pieces: list[tuple[int, int, int | None]] = []
     for ms, me in memory:
         points = [ms] + [c for c in cuts if ms < c < me] + [me]
-        for lo, hi in zip(points, points[1:]):
+        for lo, hi in pairwise(points):
             nid = None
             for bnid, bs, be in blocks:  # later blocks win, as later memblock_set_node calls do
                 if bs <= lo and be >= hi:
@@ -314,7 +316,7 @@ def _check_int(name: str, value: object, minimum: int = 0) -> int:
 
 
 def compute_layout(
-    firmware_map: Sequence[tuple[int, int, str]],
+    firmware_map: Sequence[E820Entry],
     node_ranges: Mapping[int, Sequence[Range]] | None,
     zones: Iterable[str] = ("DMA", "DMA32", "Normal", "Movable"),
     *,
@@ -353,14 +355,13 @@ def compute_layout(
         raise ModelInputError(f"zones: unknown zone(s) {sorted(unknown)} (x86_64 has {ZONE_ORDER})")
     zone_list = [z for z in ZONE_ORDER if z in zone_set]
 
-    entries = []
+    entries: list[_Entry] = []
     for i, entry in enumerate(firmware_map):
-        try:
-            s, e, name = entry
-        except (TypeError, ValueError):
-            raise TopologyError(f"firmware_map[{i}]: expected (start, end, type), got {entry!r}") from None
+        if not isinstance(entry, tuple | list) or len(entry) != 3:
+            raise ModelInputError(f"firmware_map[{i}]: expected (start, end, type), got {entry!r}")
+        s, e, name = entry
         if not (isinstance(s, int) and isinstance(e, int)) or s < 0 or e <= s:
-            raise TopologyError(f"firmware_map[{i}]: bad range [{s!r}, {e!r})")
+            raise ModelInputError(f"firmware_map[{i}]: bad range [{s!r}, {e!r})")
         entries.append((s, e, _type_code(name)))
     e820 = _sanitize_e820(entries)
 
@@ -373,22 +374,22 @@ def compute_layout(
     max_pfn = max((e >> PAGE_SHIFT for s, e, t in e820 if t in (E820_RAM, E820_ACPI)), default=0)
     memory = _memblock_memory(e820)
     if not memory:
-        raise TopologyError("firmware_map: no usable RAM left after trim_bios_range/mem=")
+        raise ModelInputError("firmware_map: no usable RAM left after trim_bios_range/mem=")
 
     if node_ranges is None:
-        blocks = [(0, 0, max_pfn << PAGE_SHIFT)]
+        blocks: list[_Block] = [(0, 0, max_pfn << PAGE_SHIFT)]
     else:
         blocks = []
         for nid, ranges in node_ranges.items():
             _check_int("node id", nid)
             for s, e in ranges:
                 if not (isinstance(s, int) and isinstance(e, int)) or s < 0 or e <= s:
-                    raise TopologyError(f"node_ranges[{nid}]: bad range [{s!r}, {e!r})")
+                    raise ModelInputError(f"node_ranges[{nid}]: bad range [{s!r}, {e!r})")
                 blocks.append((nid, s, e))
         blocks = _numa_cleanup(blocks, memory)
     node_mem, orphan = _assign_nodes(memory, blocks)
     if orphan << PAGE_SHIFT > NUMA_COVERAGE_SLACK_BYTES:
-        raise TopologyError(
+        raise ModelInputError(
             f"node_ranges: {orphan << PAGE_SHIFT >> 20} MiB of RAM belongs to no node; the kernel "
             "rejects such an SRAT (memblock_validate_numa_coverage) and falls back to one node"
         )
@@ -408,7 +409,8 @@ def compute_layout(
         start = end
 
     swiotlb = SWIOTLB_BYTES >> PAGE_SHIFT if max_pfn > MAX_DMA32_PFN else 0
-    zone_rows, node_rows = [], []
+    zone_rows: list[tuple[int, str, int, int, int, int, int, int]] = []
+    node_rows: list[tuple[int, int, int, int, int, int, int]] = []
     for nid, ranges in node_mem.items():
         node_start, node_end = ranges[0][0], ranges[-1][1]
         sections = {pfn // SECTION_PAGES for s, e in ranges for pfn in range(s, e, SECTION_PAGES)}
@@ -425,11 +427,11 @@ def compute_layout(
             else:
                 ze, zs = min(ze, node_end), max(zs, node_start)
                 spanned = ze - zs
-            absent = 0 if zs == ze else (ze - zs) - _overlap(ranges, zs, ze)
+            absent = 0 if zs == ze else (ze - zs) - overlap(ranges, zs, ze)
             present = spanned - absent
             if spanned == 0:
                 zs = ze = 0  # calculate_node_totalpages() stores zone_start_pfn 0
-            managed_max = present - _overlap(ranges, zs, min(ze, LOW_RESERVED_END_PFN)) if present else 0
+            managed_max = present - overlap(ranges, zs, min(ze, LOW_RESERVED_END_PFN)) if present else 0
             zone_rows.append(
                 (nid, z, zs, ze, spanned, present, max(0, managed_max - budget), managed_max)
             )
@@ -466,11 +468,26 @@ def compute_layout(
     )
 
 
-def predict_layout(*args, **kwargs) -> pd.DataFrame:
+def predict_layout(*args: Any, **kwargs: Any) -> pd.DataFrame:
     """Return the (node, zone) frame of compute_layout(): start_pfn, end_pfn, spanned, present, managed bounds."""
     return compute_layout(*args, **kwargs).zones
 
 
-def predict_nodes(*args, **kwargs) -> pd.DataFrame:
+def predict_nodes(*args: Any, **kwargs: Any) -> pd.DataFrame:
     """Return the per-node frame of compute_layout(): node span, present pages, MemTotal bounds (kB)."""
     return compute_layout(*args, **kwargs).nodes
+
+
+def layout_of(inputs: ModelInputs, declared: DeclaredNodes | None = None) -> Layout:
+    """compute_layout() for a guest: its firmware map, zones and boot parameters, on the declared nodes.
+
+    declared: what the topology declares (harness.model.inputs.declared_nodes); None
+    takes what the guest's SRAT said, so the model then checks the kernel, not the topology.
+    """
+    if declared is None:
+        node_ranges, memoryless = inputs.srat_ranges, inputs.memoryless
+    else:
+        node_ranges, memoryless = declared.node_ranges, declared.memoryless
+    region_size = DEFAULT_REGION_SIZE if inputs.mem_region_size is None else inputs.mem_region_size
+    return compute_layout(inputs.firmware_map, node_ranges, inputs.zones, mem_limit=inputs.mem_limit,
+                          mem_region_size=region_size, memoryless_nodes=memoryless)

@@ -1,154 +1,193 @@
-"""Regression comparison of two runs: per-guest metrics side by side, ratios and verdicts.
+"""Regression comparison: repeated samples of two builds (or two variants of one run) judged metric by metric.
 
-Pure over saved run directories: each guest directory's metrics/*.csv and vm.json are
-reduced to scalar metrics (extract_metrics), then base and new are joined on
-(guest, metric). A metric's direction says which way is better; a change worse than
-its threshold (relative) is a regression, better than it an improvement.
+Each guest directory is reduced to scalar metrics (harness.results.metrics); the
+repetitions of one (variant, topology) are that guest's samples. Base and new samples
+of each (topology, metric) go through harness.results.stats: DIFFERENT / SAME /
+UNKNOWN with the effect as a median ratio and its bootstrap interval, and DIFFERENT
+turned into REGRESSION or IMPROVEMENT by the metric's direction. A guest or metric that
+base has and new lacks is MISSING: a failure, like a regression.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from harness.errors import UserError
-from harness.results import store
+from harness.fs import atomic_write, read_json, write_csv
+from harness.results import stats
+from harness.results.metrics import DEFAULT_METRICS, METRICS, extract_metrics
+from harness.table import render_table
+
+MISSING = "MISSING"
+COLUMNS = ["topology", "base", "new", "metric", "unit", "n_base", "n_new", "median_base", "median_new",
+           "ratio", "ratio_low", "ratio_high", "p", "q", "verdict", "direction", "note"]
 
 
 @dataclass(frozen=True)
-class Metric:
-    name: str
-    unit: str
-    better: str          # "lower" or "higher"
-    threshold: float     # relative change that counts (0.10 = 10%)
-    description: str
+class Sample:
+    """The metrics of one guest directory, with what it ran."""
+
+    variant: str
+    topology: str
+    repetition: int
+    values: dict[str, float]
 
 
-METRICS = {m.name: m for m in (
-    Metric("boot_seconds", "s", "lower", 0.25, "QEMU start to the guest's ready marker (TCG: noisy)"),
-    Metric("workload_seconds", "s", "lower", 0.25, "wall time of the workload"),
-    Metric("free_regions_before", "regions", "higher", 0.0,
-           "regions with every present page free, before the workload (regions kernels only)"),
-    Metric("free_regions_after", "regions", "higher", 0.0,
-           "regions with every present page free, after the workload (the series' headline)"),
-    Metric("nr_free_pages_after", "pages", "higher", 0.05, "free pages summed over zones, after"),
-    Metric("pgfault_delta", "events", "lower", 0.10, "page faults during the workload"),
-    Metric("compact_stall_delta", "events", "lower", 0.25, "direct compaction stalls during the workload"),
-    Metric("pgmigrate_success_delta", "pages", "lower", 0.25, "pages migrated during the workload"),
-    Metric("numa_miss_delta", "pages", "lower", 0.25, "allocations that missed their preferred node"),
-)}
-
-DEFAULT_METRICS = tuple(METRICS)
-
-
-def _vmstat_delta(vmstat: pd.DataFrame, name: str) -> float:
-    if name not in vmstat.columns:
-        return math.nan
-    by = vmstat.set_index("snapshot")[name]
-    if "before" not in by.index or "after" not in by.index:
-        return math.nan
-    return float(by["after"] - by["before"])
-
-
-def _free_regions(regions: pd.DataFrame, snapshot: str) -> float:
-    snap = regions[regions["snapshot"] == snapshot]
-    if snap.empty:
-        return math.nan
-    snap = snap[snap["present"] > 0]
-    return float((snap["free"] == snap["present"]).sum())
-
-
-def extract_metrics(guest_dir: Path) -> dict[str, float]:
-    """Scalar metrics of one guest directory (NaN where the guest has no such data)."""
-    guest_dir = Path(guest_dir)
-    out = {name: math.nan for name in METRICS}
-    vm = json.loads((guest_dir / "vm.json").read_text()) if (guest_dir / "vm.json").exists() else {}
-    out["boot_seconds"] = vm.get("boot_seconds") or math.nan
-    metrics = guest_dir / "metrics"
-    if (metrics / "mem_regions.regions.csv").exists():
-        regions = store.load_metric(guest_dir, "mem_regions.regions")
-        out["free_regions_before"] = _free_regions(regions, "before")
-        out["free_regions_after"] = _free_regions(regions, "after")
-    if (metrics / "zoneinfo.csv").exists():
-        z = store.load_metric(guest_dir, "zoneinfo")
-        after = z[z["snapshot"] == "after"]
-        if not after.empty:
-            out["nr_free_pages_after"] = float(after["nr_free_pages"].sum())
-    if (metrics / "vmstat.csv").exists():
-        v = store.load_metric(guest_dir, "vmstat")
-        for name in ("pgfault", "compact_stall", "pgmigrate_success", "numa_miss"):
-            out[f"{name}_delta"] = _vmstat_delta(v, name)
-    run_meta = guest_dir.parent / "metadata.json"
-    if run_meta.exists():
-        for g in json.loads(run_meta.read_text()).get("guests", []):
-            if f"{g['flavor']}-{g['topology']}" == guest_dir.name and g.get("workload_seconds"):
-                out["workload_seconds"] = float(g["workload_seconds"])
+def _guest_entries(run_dir: Path, meta: dict[str, Any]) -> list[tuple[Path, str, str, int]]:
+    """(guest dir, variant, topology, repetition) of every guest of a run's metadata."""
+    out = []
+    for i, g in enumerate(meta.get("guests", [])):
+        try:
+            variant, topo = str(g["flavor"]), str(g["topology"])
+        except (KeyError, TypeError):
+            raise UserError(f"{run_dir / 'metadata.json'}: guests[{i}] lacks flavor or topology") from None
+        name = str(g.get("dir") or f"{variant}-{topo}")
+        out.append((run_dir / name, variant, topo, int(g.get("repetition", 1))))
     return out
 
 
-def run_metrics(run_dir: Path) -> pd.DataFrame:
-    """Long frame (guest, metric, value) for every guest of a run."""
+def load_run(run_dir: Path, metrics: tuple[str, ...] = DEFAULT_METRICS,
+             allow_failed: bool = True) -> tuple[dict[str, Any], list[Sample]]:
+    """A run's metadata and one Sample per guest; bad input names the file."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: not a run directory")
-    rows = [(g.name, name, value)
-            for g in store.guest_dirs(run_dir) for name, value in extract_metrics(g).items()]
-    if not rows:
-        raise UserError(f"{run_dir}: no guest directories (is this a run directory?)")
-    return pd.DataFrame(rows, columns=["guest", "metric", "value"])
+    meta_path = run_dir / "metadata.json"
+    if not run_dir.is_dir() or not meta_path.exists():
+        raise UserError(f"{run_dir}: not a run directory (no metadata.json)")
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path}: expected a JSON object")
+    status = meta.get("status")
+    if not allow_failed and status != "ok":
+        raise UserError(f"{meta_path}: base run has status {status!r}, not 'ok'; compare with a good run "
+                        "or pass --allow-failed-base")
+    samples = []
+    for guest_dir, variant, topo, rep in _guest_entries(run_dir, meta):
+        values = (extract_metrics(guest_dir, meta, metrics) if guest_dir.is_dir()
+                  else dict.fromkeys(metrics, math.nan))
+        samples.append(Sample(variant, topo, rep, values))
+    if not samples:
+        raise UserError(f"{meta_path}: the run has no guests")
+    return meta, samples
 
 
-def compare_frames(base: pd.DataFrame, new: pd.DataFrame, metrics=()) -> pd.DataFrame:
-    """Join two run_metrics frames: base, new, ratio (new/base) and a verdict per (guest, metric)."""
+def _check_metrics(metrics: tuple[str, ...]) -> tuple[str, ...]:
     names = tuple(metrics) or DEFAULT_METRICS
     unknown = [m for m in names if m not in METRICS]
     if unknown:
         raise UserError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
-    joined = base.merge(new, on=["guest", "metric"], how="outer", suffixes=("_base", "_new"))
-    joined = joined[joined["metric"].isin(names)].rename(columns={"value_base": "base", "value_new": "new"})
-    verdicts, ratios = [], []
-    for row in joined.itertuples():
-        m = METRICS[row.metric]
-        if pd.isna(row.base) or pd.isna(row.new):
-            ratios.append(math.nan)
-            verdicts.append("no-data" if pd.isna(row.base) and pd.isna(row.new) else "missing")
-            continue
-        ratio = row.new / row.base if row.base else (math.inf if row.new else 1.0)
-        ratios.append(ratio)
-        change = (row.new - row.base) / abs(row.base) if row.base else (0.0 if row.new == row.base else math.inf)
-        worse = change > m.threshold if m.better == "lower" else change < -m.threshold
-        better = change < -m.threshold if m.better == "lower" else change > m.threshold
-        verdicts.append("REGRESSION" if worse else "improved" if better else "same")
-    joined = joined.assign(ratio=ratios, verdict=verdicts)
-    joined["unit"] = joined["metric"].map(lambda n: METRICS[n].unit)
-    return joined[["guest", "metric", "unit", "base", "new", "ratio", "verdict"]].sort_values(
-        ["guest", "metric"]).reset_index(drop=True)
+    return names
 
 
-def compare_runs(base_dir: Path, new_dir: Path, metrics=()) -> pd.DataFrame:
-    return compare_frames(run_metrics(base_dir), run_metrics(new_dir), metrics)
+def _values(samples: list[Sample], metric: str) -> list[float]:
+    return [s.values[metric] for s in samples if not math.isnan(s.values[metric])]
+
+
+def judge_groups(base: dict[str, list[Sample]], new: dict[str, list[Sample]], base_name: dict[str, str],
+                 new_name: dict[str, str], metrics: tuple[str, ...], alpha: float) -> pd.DataFrame:
+    """Verdict rows for groups keyed by topology: base[topo] vs new[topo], all metrics corrected together."""
+    rows: list[dict[str, object]] = []
+    pairs: dict[str, tuple[list[float], list[float]]] = {}
+    where: dict[str, tuple[str, str]] = {}
+    for topo in sorted(set(base) | set(new)):
+        for m in metrics:
+            b = _values(base.get(topo, []), m)
+            n = _values(new.get(topo, []), m)
+            if b and not n:
+                what = "guest" if topo not in new else "metric"
+                rows.append({"topology": topo, "base": base_name.get(topo, ""), "new": new_name.get(topo, ""),
+                             "metric": m, "unit": METRICS[m].unit, "n_base": len(b), "n_new": 0,
+                             "median_base": float(pd.Series(b).median()), "verdict": MISSING,
+                             "note": f"{what} present in base, absent in new"})
+            elif b and n:
+                key = f"{topo}\x00{m}"
+                pairs[key] = (b, n)
+                where[key] = (topo, m)
+    specs = {k: stats.MetricSpec(METRICS[m].better, METRICS[m].noise_floor) for k, (_t, m) in where.items()}
+    for v in stats.judge(pairs, specs, alpha=alpha):
+        topo, m = where[v.metric]
+        rows.append({"topology": topo, "base": base_name[topo], "new": new_name[topo], "metric": m,
+                     "unit": METRICS[m].unit, "n_base": v.n_base, "n_new": v.n_new,
+                     "median_base": v.median_base, "median_new": v.median_new, "ratio": v.ratio,
+                     "ratio_low": v.ratio_low, "ratio_high": v.ratio_high, "p": v.p, "q": v.q,
+                     "verdict": v.verdict, "direction": v.direction, "note": v.note})
+    report = pd.DataFrame(rows, columns=COLUMNS)
+    return report.sort_values(["topology", "metric"]).reset_index(drop=True)
+
+
+def _by_topology(samples: list[Sample], variant: str | None = None) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {}
+    for s in samples:
+        if variant is None or s.variant == variant:
+            out.setdefault(s.topology, []).append(s)
+    return out
+
+
+def compare_runs(base_dir: Path, new_dir: Path, metrics: tuple[str, ...] = (), alpha: float = stats.ALPHA,
+                 allow_failed_base: bool = False) -> pd.DataFrame:
+    """Base run vs new run: each (variant, topology) of base against the same in new."""
+    names = _check_metrics(metrics)
+    _, base = load_run(base_dir, names, allow_failed=allow_failed_base)
+    _, new = load_run(new_dir, names)
+    reports = []
+    for variant in dict.fromkeys(s.variant for s in base):
+        b, n = _by_topology(base, variant), _by_topology(new, variant)
+        label = {t: variant for t in set(b) | set(n)}
+        reports.append(judge_groups(b, n, label, label, names, alpha))
+    return pd.concat(reports, ignore_index=True)
+
+
+def compare_variants(run_dir: Path, base_variant: str, new_variant: str, metrics: tuple[str, ...] = (),
+                     alpha: float = stats.ALPHA) -> pd.DataFrame:
+    """Two variants of one run (e.g. regions+mem_region_sort=0 vs regions), topology by topology."""
+    names = _check_metrics(metrics)
+    _, samples = load_run(run_dir, names)
+    have = sorted({s.variant for s in samples})
+    for v, opt in ((base_variant, "--base-variant"), (new_variant, "--new-variant")):
+        if v not in have:
+            raise UserError(f"{opt} {v!r}: not in {run_dir}; its variants: {', '.join(have)}")
+    b, n = _by_topology(samples, base_variant), _by_topology(samples, new_variant)
+    return judge_groups(b, n, dict.fromkeys(b, base_variant), dict.fromkeys(n, new_variant), names, alpha)
+
+
+def failures(report: pd.DataFrame) -> pd.DataFrame:
+    """Rows that fail a comparison: regressions and what went missing."""
+    return report[(report["direction"] == stats.REGRESSION) | (report["verdict"] == MISSING)]
+
+
+def _num(v: object, spec: str = ".4g") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(float(v), spec)  # type: ignore[arg-type]
 
 
 def render(report: pd.DataFrame) -> str:
-    """Aligned text table, regressions counted at the end."""
-    rows = [("guest", "metric", "unit", "base", "new", "new/base", "verdict")]
-    fmt = lambda v: "-" if pd.isna(v) else (f"{v:.3g}" if isinstance(v, float) and not float(v).is_integer()  # noqa: E731
-                                           else f"{int(v)}")
-    for r in report.itertuples():
-        rows.append((r.guest, r.metric, r.unit, fmt(r.base), fmt(r.new),
-                     "-" if pd.isna(r.ratio) else f"{r.ratio:.3f}", r.verdict))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    n = int((report["verdict"] == "REGRESSION").sum())
-    lines.append(f"{len(report)} compared, {n} regression(s)")
-    return "\n".join(lines)
+    """Aligned text table, then the counts that decide the exit status."""
+    rows: list[tuple[object, ...]] = [("topology", "base -> new", "metric", "n", "base", "new", "new/base [95% CI]",
+                                       "q", "verdict", "note")]
+    for r in report.to_dict("records"):
+        ci = (f"{_num(r['ratio'], '.3f')} [{_num(r['ratio_low'], '.3f')}, {_num(r['ratio_high'], '.3f')}]"
+              if not pd.isna(r["ratio"]) else "-")
+        pair = r["base"] if r["base"] == r["new"] else f"{r['base']} -> {r['new']}"
+        verdict = r["direction"] if r["direction"] in (stats.REGRESSION, stats.IMPROVEMENT) else r["verdict"]
+        note = r["note"] if not pd.isna(r["note"]) else ""
+        if r["verdict"] == stats.SINGLE and r["direction"]:
+            note = f"{r['direction']}; {note}"
+        rows.append((r["topology"], pair, f"{r['metric']} ({r['unit']})", f"{r['n_base']}/{_num(r['n_new'], 'g')}",
+                     _num(r["median_base"]), _num(r["median_new"]), ci, _num(r["q"], ".3g"), verdict, note))
+    counts = report["verdict"].value_counts()
+    n_reg = int((report["direction"] == stats.REGRESSION).sum())
+    summary = (f"{len(report)} compared: {n_reg} regression(s), "
+               f"{int((report['direction'] == stats.IMPROVEMENT).sum())} improvement(s), "
+               + ", ".join(f"{int(counts.get(k, 0))} {k}" for k in (stats.SAME, stats.UNKNOWN, stats.SINGLE, MISSING)))
+    return render_table(rows, right={3, 4, 5, 7}) + "\n" + summary
 
 
 def write_report(report: pd.DataFrame, out_dir: Path) -> None:
     out_dir = Path(out_dir)
-    store.write_csv(out_dir / "compare.csv", report)
-    store.atomic_write(out_dir / "compare.txt", render(report) + "\n")
+    write_csv(out_dir / "compare.csv", report)
+    atomic_write(out_dir / "compare.txt", render(report) + "\n")

@@ -1,6 +1,6 @@
-"""The run directory on disk: atomic writes, snapshot trees, metrics as CSV that pandas reads back.
+"""The run directory on disk: snapshot trees, metrics as CSV that pandas reads back, guest directories.
 
-Layout of a guest directory (runs/<stamp>/<flavor>-<topology>/):
+Layout of a guest directory (runs/<stamp>/<variant>-<topology>/):
   console.log, vm.json, dmesg.txt, config, <topology>.yaml, workload.log
   snapshots/<label>/...   raw files per snapshot (before, during-NNN, after)
   metrics/<frame>.csv     every snapshot's parsed frame, stacked, with columns
@@ -10,28 +10,17 @@ Layout of a guest directory (runs/<stamp>/<flavor>-<topology>/):
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
 
-from harness.kernel.cache import atomic_write, read_json, write_json  # noqa: F401 (re-exported)
+from harness.errors import UserError
+from harness.fs import read_csv, read_tree, write_csv
 from harness.metrics import parse_snapshot
 
 SNAPSHOT_ORDER = ("before", "during", "after")
-
-
-def read_tree(directory: Path) -> dict[str, str]:
-    """Every file under directory as {relative path: text} (a saved snapshot)."""
-    directory = Path(directory)
-    return {str(p.relative_to(directory)): p.read_text(errors="replace")
-            for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-def write_csv(path: Path, df: pd.DataFrame) -> None:
-    buf = io.StringIO()
-    df.to_csv(buf, index=not isinstance(df.index, pd.RangeIndex))
-    atomic_write(Path(path), buf.getvalue())
+#: the clock file a saved snapshot carries next to the kernel files (not a kernel file)
+TIME_FILE = "time"
 
 
 def _snapshot_sort_key(path: Path) -> tuple[int, str]:
@@ -48,23 +37,25 @@ def snapshot_dirs(vm_dir: Path) -> list[Path]:
                   key=_snapshot_sort_key)
 
 
-def _snapshot_time(snap: Path) -> dict[str, float]:
+def read_snapshot(snap: Path) -> tuple[dict[str, str], dict[str, float]]:
+    """A saved snapshot: its kernel files {capture name: text} and its clock (host_time, guest_uptime)."""
+    files = read_tree(snap)
     values = {}
-    if (snap / "time").exists():
-        for line in (snap / "time").read_text().splitlines():
-            key, _, val = line.partition(" ")
+    for line in files.pop(TIME_FILE, "").splitlines():
+        key, _, val = line.partition(" ")
+        try:
             values[key] = float(val)
-    return {"host_time": values.get("host", float("nan")),
-            "guest_uptime": values.get("guest_uptime", float("nan"))}
+        except ValueError:
+            raise UserError(f"{snap / TIME_FILE}: line {line!r} is not '<clock> <seconds>'") from None
+    return files, {"host_time": values.get("host", float("nan")),
+                   "guest_uptime": values.get("guest_uptime", float("nan"))}
 
 
 def write_metrics(vm_dir: Path) -> list[Path]:
     """Parse every snapshot of a guest and write metrics/<frame>.csv stacked over snapshots."""
     stacked: dict[str, list[pd.DataFrame]] = {}
     for snap in snapshot_dirs(vm_dir):
-        files = read_tree(snap)
-        files.pop("time", None)
-        when = _snapshot_time(snap)
+        files, when = read_snapshot(snap)
         for key, df in parse_snapshot(files).items():
             if df is None or df.empty:
                 continue
@@ -81,14 +72,17 @@ def write_metrics(vm_dir: Path) -> list[Path]:
     return written
 
 
+def has_metric(vm_dir: Path, key: str) -> bool:
+    return (Path(vm_dir) / "metrics" / f"{key}.csv").is_file()
+
+
 def load_metric(vm_dir: Path, key: str) -> pd.DataFrame:
     """metrics/<key>.csv of a guest directory as a DataFrame (e.g. key 'zoneinfo')."""
     path = Path(vm_dir) / "metrics" / f"{key}.csv"
     if not path.exists():
-        from harness.errors import UserError
         known = sorted(p.stem for p in path.parent.glob("*.csv")) if path.parent.exists() else []
         raise UserError(f"{path}: no such metric; this guest has: {', '.join(known) or 'none'}")
-    return pd.read_csv(path)
+    return read_csv(path)
 
 
 def guest_dirs(run_dir: Path) -> list[Path]:
@@ -96,7 +90,3 @@ def guest_dirs(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     return sorted(p for p in run_dir.iterdir()
                   if p.is_dir() and ((p / "dmesg.txt").exists() or (p / "vm.json").exists()))
-
-
-__all__ = ["atomic_write", "read_json", "write_json", "read_tree", "write_csv", "write_metrics",
-           "load_metric", "snapshot_dirs", "guest_dirs"]

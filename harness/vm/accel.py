@@ -1,13 +1,15 @@
 """Choose QEMU acceleration (kvm or tcg) by a real boot probe, cached per QEMU and kernel.
 
-/dev/kvm existing proves nothing: on the project's machines a guest under KVM hangs
-right after "Probing EDD" (DESIGN.md), so "auto" boots the kernel under KVM with a
-short deadline and falls back to TCG unless it reaches the ready marker.
+/dev/kvm existing proves nothing. Measured on the project's machines: their host KVM
+is kvm-pvm (a nested hypervisor that runs only kernels built for PVM), so /dev/kvm is
+there, but a stock kernel under KVM hangs right after "Probing EDD" whatever the
+machine type, CPU model or irqchip, and ``-cpu host`` aborts (MSR 0x10a); TCG works.
+So "auto" boots the kernel under KVM with a short deadline and falls back to TCG unless
+it reaches the ready marker.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import struct
@@ -15,20 +17,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, VMError
+from harness.fs import read_json_state, write_json
+
+from .qemu import ACCELS, VM, qemu_version
 
 log = logging.getLogger(__name__)
 
+#: the probe cache, in the cache root: {"<qemu version> | <kernel release>": {"accel": ...}}
 PROBE_FILE = "accel-probe.json"
 PROBE_TIMEOUT = 20.0
 # small and plain on purpose: the probe asks "does this kernel boot under KVM here",
 # not anything about a topology; never -cpu host (it aborts on these machines)
 PROBE_QEMU_ARGS = ["-machine", "q35", "-m", "512M", "-smp", "1"]
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "region-harness"
 
 
 def kernel_release(bzimage: Path) -> str:
@@ -51,26 +52,8 @@ def kernel_release(bzimage: Path) -> str:
     return f"unknown:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _load(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _store(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def probe_kvm(kernel: Path, initrd: Path, workdir: Path, timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
     """Boot under KVM to the ready marker within ``timeout``; (worked, reason)."""
-    from .qemu import VM
-
     vm = VM(kernel, initrd, workdir, PROBE_QEMU_ARGS, append="rh.poweroff=1",
             accel="kvm", boot_timeout=timeout, name="kvm-probe")
     t0 = time.monotonic()
@@ -81,9 +64,19 @@ def probe_kvm(kernel: Path, initrd: Path, workdir: Path, timeout: float = PROBE_
         return False, str(exc).splitlines()[0]
 
 
+def _read_probes(path: Path) -> dict[str, dict[str, str]]:
+    """The probe cache; a missing or garbled one is empty (it is only a cache)."""
+    data = read_json_state(path)
+    return data if isinstance(data, dict) else {}
+
+
 def choose_accel(kernel: Path, initrd: Path, cache_dir: Path, requested: str = "auto") -> str:
-    """"tcg" or "kvm": the requested one if forced, else the cached or freshly probed answer."""
-    if requested in ("tcg", "kvm"):
+    """"tcg" or "kvm": the requested one if forced, else the cached or freshly probed answer.
+
+    ``cache_dir`` holds the probe cache and the probe's scratch directory (callers pass
+    harness.paths.cache_root()).
+    """
+    if requested in ACCELS:
         log.info("accel %s (requested)", requested)
         return requested
     if requested != "auto":
@@ -91,31 +84,31 @@ def choose_accel(kernel: Path, initrd: Path, cache_dir: Path, requested: str = "
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         log.info("accel tcg: /dev/kvm missing or not accessible")
         return "tcg"
-
-    from .qemu import qemu_version
+    if not Path(kernel).is_file():  # the cache key is read from it
+        raise VMError(f"kernel {kernel} does not exist")
 
     cache_dir = Path(cache_dir)
     path = cache_dir / PROBE_FILE
     # the release ("6.12.117"), not the whole version string: that one carries the
     # build time, and every rebuild would pay for a new 20 s probe
     key = f"{qemu_version()} | {kernel_release(kernel).split()[0]}"
-    cache = _load(path)
-    hit = cache.get(key)
-    if hit and hit.get("accel") in ("tcg", "kvm"):
-        log.info("accel %s (cached probe: %s)", hit["accel"], hit.get("reason", ""))
-        return hit["accel"]
+    hit = _read_probes(path).get(key)
+    if isinstance(hit, dict) and hit.get("accel") in ACCELS:
+        accel = str(hit["accel"])
+        log.info("accel %s (cached probe: %s)", accel, hit.get("reason", ""))
+        return accel
 
+    if not Path(initrd).is_file():
+        # checked here, not left to the probe VM: a probe failing for a missing file
+        # would be cached as "KVM does not work"
+        raise VMError(f"initrd {initrd} does not exist")
     log.info("probing KVM with %s (deadline %.0f s)", kernel, PROBE_TIMEOUT)
-    with tempfile.TemporaryDirectory(prefix="kvm-probe-", dir=_ensure(cache_dir)) as tmp:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kvm-probe-", dir=cache_dir) as tmp:
         ok, reason = probe_kvm(kernel, initrd, Path(tmp))
     accel = "kvm" if ok else "tcg"
     log.info("accel %s (KVM probe: %s)", accel, reason)
-    cache = _load(path)  # re-read: another run may have written meanwhile
+    cache = _read_probes(path)  # re-read: another run may have written meanwhile
     cache[key] = {"accel": accel, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _store(path, cache)
+    write_json(path, cache)
     return accel
-
-
-def _ensure(d: Path) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    return d

@@ -1,4 +1,4 @@
-"""Run one QEMU guest: launch, serial console, ready wait, problem detection, shutdown.
+"""Run one QEMU guest: launch, drain its serial console, wait for it to be ready, shut it down.
 
 Conventions from QEMU's python machine class (context manager, soft stop then kill,
 launch errors carry argv and console tail) and drgn's vmtest (-no-reboot with
@@ -23,20 +23,25 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 import pexpect
 
 from harness.errors import GuestKernelError, VMError
+from harness.fs import atomic_write
 
-from . import console as con
+from .console import ConsoleWatcher
+from .ssh import Result, SSHClient
 
 log = logging.getLogger(__name__)
 
 QEMU = "qemu-system-x86_64"
-READY_MARKER = "REGION-HARNESS-READY"
 GUEST_PORT = 22
+#: what build_argv and VM accept; "auto" is resolved before, by accel.choose_accel
+ACCELS = ("tcg", "kvm")
 
 _PR_SET_PDEATHSIG = 1
 # QEMU's words when the host port of a hostfwd rule is taken by someone else
@@ -53,7 +58,7 @@ def _pick_port() -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         with _ports_lock:
             if port not in _ports_in_use:
                 _ports_in_use.add(port)
@@ -66,7 +71,7 @@ def _release_port(port: int | None) -> None:
         _ports_in_use.discard(port)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def qemu_version(qemu: str = QEMU) -> str:
     """First line of ``qemu --version``, recorded with every run."""
     try:
@@ -82,7 +87,7 @@ def qemu_version(qemu: str = QEMU) -> str:
 def build_argv(kernel: Path, initrd: Path, port: int, accel: str,
                qemu_args: list[str], append: str = "", qemu: str = QEMU) -> list[str]:
     """The QEMU command line; machine, memory, smp and ACPI tables come in qemu_args."""
-    if accel not in ("tcg", "kvm"):
+    if accel not in ACCELS:
         raise ValueError(f"accel must be tcg or kvm here, not {accel!r}")
     # loglevel=5: only warnings and worse reach the (slow, emulated) serial console,
     # which is what the console watcher looks for; `dmesg` in the guest has everything
@@ -142,6 +147,9 @@ class _PortTaken(Exception):
     pass
 
 
+_T = TypeVar("_T")
+
+
 class _Launcher:
     """Fork QEMU from one long-lived thread.
 
@@ -153,7 +161,7 @@ class _Launcher:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def _loop(self) -> None:
@@ -166,13 +174,14 @@ class _Launcher:
             except BaseException as exc:  # handed to the caller, not lost here
                 fut.set_exception(exc)
 
-    def call(self, fn):
+    def call(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the launcher thread; its result, or its exception raised here."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="qemu-launcher",
                                                 daemon=True)
                 self._thread.start()
-        fut: concurrent.futures.Future = concurrent.futures.Future()
+        fut: concurrent.futures.Future[_T] = concurrent.futures.Future()
         self._queue.put((fn, fut))
         return fut.result()
 
@@ -186,23 +195,26 @@ class VM:
     Entering launches QEMU and waits for the ready marker; leaving always shuts the
     guest down and reaps QEMU. The workdir holds console.log, qemu-stderr.log and
     vm.json; give every VM its own workdir.
+
+    ``accel`` is "tcg" or "kvm", chosen before (accel.choose_accel turns "auto" into one
+    of them by a probe boot, which is itself a VM).
     """
 
-    def __init__(self, kernel: Path, initrd: Path, workdir: Path, qemu_args: list[str],
-                 append: str = "", accel: str = "auto", boot_timeout: float = 120,
-                 name: str | None = None, ssh_key: Path | None = None,
-                 cache_dir: Path | None = None, qemu: str = QEMU,
+    def __init__(self, kernel: Path, initrd: Path, workdir: Path, qemu_args: list[str], *,
+                 accel: str, append: str = "", boot_timeout: float = 120,
+                 name: str | None = None, ssh_key: Path | None = None, qemu: str = QEMU,
                  ignore_problems: list[str] | tuple[str, ...] = ()):
+        if accel not in ACCELS:
+            raise ValueError(f"accel must be tcg or kvm, not {accel!r} (resolve auto with choose_accel)")
         self.kernel = Path(kernel)
         self.initrd = Path(initrd)
         self.workdir = Path(workdir)
         self.qemu_args = list(qemu_args)
         self.append = append
-        self.requested_accel = accel
+        self._accel = accel
         self.boot_timeout = boot_timeout
         self.name = name or self.workdir.name
         self.ssh_key = Path(ssh_key) if ssh_key else None
-        self.cache_dir = Path(cache_dir) if cache_dir else None
         self.qemu = qemu
         # regexes of console lines that are expected (a test that provokes a WARNING
         # on purpose) and must not count as a guest kernel problem
@@ -211,26 +223,20 @@ class VM:
 
         self.console_log = self.workdir / "console.log"
         self.stderr_log = self.workdir / "qemu-stderr.log"
+        #: the serial console of the current QEMU process (a new one per launch attempt)
+        self.console = self._new_console()
 
         self._child: pexpect.spawn | None = None
-        self._logfile = None
+        self._logfile: BinaryIO | None = None
         self._reader: threading.Thread | None = None
-        self._cond = threading.Condition()
-        self._lines: list[str] = []   # complete console lines
-        self._partial = ""            # the line being written
-        self._scanned = 0             # lines already checked for problems
-        self._problem: tuple[int, str] | None = None
-        self._problem_time: float | None = None
-        self._ready_time: float | None = None
-        self._eof = False
-        self._start_time: float | None = None
-        self._ssh = None
+        self._start_time = 0.0  # time.monotonic() at launch
+        self._ssh: SSHClient | None = None
         self._shutdown_lock = threading.Lock()
         self._stopped = False
 
     # ---------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> "VM":
+    def __enter__(self) -> VM:
         try:
             self.start()
         except BaseException:
@@ -239,12 +245,12 @@ class VM:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
     def start(self) -> None:
         """Launch QEMU and wait until the guest prints the ready marker."""
-        for attempt in range(_PORT_RETRIES):
+        for _ in range(_PORT_RETRIES):
             self.launch()
             try:
                 self.wait_ready()
@@ -262,20 +268,13 @@ class VM:
             # test, and boot-to-ssh is measured without the caller's delays
             self.ssh  # noqa: B018 (property with the side effect of connecting)
 
+    def _new_console(self) -> ConsoleWatcher:
+        return ConsoleWatcher(self.ignore_problems, name=self.name)
+
     def _reset(self) -> None:
-        with self._cond:
-            self._lines, self._partial, self._scanned = [], "", 0
-            self._problem = self._problem_time = self._ready_time = None
-            self._eof = False
+        """Forget the failed attempt: a fresh console for the next QEMU process."""
+        self.console = self._new_console()
         self._stopped = False
-
-    def _resolve_accel(self) -> str:
-        if self.requested_accel in ("tcg", "kvm"):
-            return self.requested_accel
-        from .accel import choose_accel, default_cache_dir
-
-        return choose_accel(self.kernel, self.initrd,
-                            self.cache_dir or default_cache_dir(), self.requested_accel)
 
     def launch(self) -> None:
         """Start QEMU (no waiting): console reader thread running, record filled in."""
@@ -285,7 +284,7 @@ class VM:
         if shutil.which(self.qemu) is None:
             raise VMError(f"{self.qemu} not found in PATH")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        accel = self._resolve_accel()
+        accel = self._accel
         port = _pick_port()
         argv = build_argv(self.kernel, self.initrd, port, accel, self.qemu_args,
                           self.append, self.qemu)
@@ -295,35 +294,37 @@ class VM:
         log.info("%s: starting %s (accel %s, ssh port %d)", self.name, self.kernel, accel, port)
         log.debug("%s: argv %s", self.name, argv)
 
-        self._logfile = open(self.console_log, "ab")
+        # open for the VM's life, not a with-block: the reader thread writes it, _close_child closes it
+        logfile = self._logfile = open(self.console_log, "ab")
         self._start_time = time.monotonic()
         stderr_path = str(self.stderr_log)
         try:
-            self._child = _launcher.call(lambda: pexpect.spawn(
+            child = _launcher.call(lambda: pexpect.spawn(
                 argv[0], argv[1:], encoding=None, echo=False, timeout=None,
                 preexec_fn=lambda: _child_setup(stderr_path),
                 dimensions=(50, 200),
             ))
         except (pexpect.ExceptionPexpect, OSError) as exc:
-            self._logfile.close()
+            logfile.close()
             _release_port(port)
             raise VMError(f"{self.name}: cannot start QEMU: {exc}", argv=argv) from exc
-        self.record.pid = self._child.pid
+        self._child = child
+        self.record.pid = child.pid
         self._write_record()
-        self._reader = threading.Thread(target=self._read_console, name=f"console-{self.name}",
-                                        daemon=True)
+        self._reader = threading.Thread(target=self._read_console,
+                                        args=(child.child_fd, logfile, self.console),
+                                        name=f"console-{self.name}", daemon=True)
         self._reader.start()
 
     # ---------------------------------------------------------------- console
 
-    def _read_console(self) -> None:
+    @staticmethod
+    def _read_console(fd: int, logfile: BinaryIO, console: ConsoleWatcher) -> None:
         """Drain the pty all the time: a full pty would stall the guest's serial port.
 
         Reads the fd directly rather than through pexpect's read_nonblocking, which
         calls waitpid() on EOF and would race with the reaping in shutdown().
         """
-        fd = self._child.child_fd
-        logfile = self._logfile
         while True:
             try:
                 readable, _, _ = select.select([fd], [], [], 0.5)
@@ -339,51 +340,15 @@ class VM:
                 logfile.flush()
             except (OSError, ValueError):
                 pass  # the log is a copy; losing it must not stop the drain
-            self._feed(data.decode("utf-8", errors="replace"))
-        with self._cond:
-            if self._partial:
-                self._lines.append(self._partial)
-                self._partial = ""
-                self._scan_locked()
-            self._eof = True
-            self._cond.notify_all()
-
-    def _feed(self, text: str) -> None:
-        with self._cond:
-            text = (self._partial + text).replace("\r\n", "\n").replace("\r", "\n")
-            parts = text.split("\n")
-            self._partial = parts.pop()
-            self._lines.extend(parts)
-            self._scan_locked()
-            if self._ready_time is None and READY_MARKER in self._partial:
-                self._ready_time = time.monotonic()
-            self._cond.notify_all()
-
-    def _scan_locked(self) -> None:
-        for i in range(self._scanned, len(self._lines)):
-            line = self._lines[i]
-            # "in", not "==": a kernel message can land on the same console line
-            if self._ready_time is None and READY_MARKER in line:
-                self._ready_time = time.monotonic()
-            if self._problem is None:
-                kind = con.classify_line(line)
-                if kind and any(p.search(line) for p in self.ignore_problems):
-                    log.info("%s: ignoring expected %s: %s", self.name, kind, line)
-                    kind = None
-                if kind:
-                    self._problem = (i, kind)
-                    self._problem_time = time.monotonic()
-                    log.warning("%s: guest kernel reported %s: %s", self.name, kind, line)
-        self._scanned = len(self._lines)
+            console.feed(data.decode("utf-8", errors="replace"))
+        console.close()
 
     def console_text(self) -> str:
         """Everything the guest printed so far."""
-        with self._cond:
-            return "\n".join(self._lines + [self._partial])
+        return self.console.text()
 
     def console_tail(self, lines: int = 60) -> str:
-        with self._cond:
-            return "\n".join((self._lines + [self._partial])[-lines:])
+        return self.console.tail(lines)
 
     def _stderr_tail(self, max_chars: int = 4000) -> str:
         try:
@@ -398,48 +363,29 @@ class VM:
             tail += "\n--- qemu stderr ---\n" + err
         return tail
 
-    def _raise_problem_locked(self) -> None:
-        line, kind = self._problem
-        text = con.excerpt(self._lines + [self._partial], line)
-        self.record.error = f"guest kernel reported {kind}"
-        raise GuestKernelError(kind, text)
-
     def check_console(self, settle: float = 1.0) -> None:
         """Raise GuestKernelError if the guest kernel reported a problem so far.
 
         ``settle``: after a report is first seen, give the kernel this long to finish
         printing it (stack trace, register dump) so the excerpt is complete.
         """
-        with self._cond:
-            if self._problem is None:
-                return
-            deadline = self._problem_time + settle
-            while not self._eof and time.monotonic() < deadline:
-                self._cond.wait(deadline - time.monotonic())
-            self._raise_problem_locked()
+        problem = self.console.settled_problem(settle)
+        if problem is not None:
+            self.record.error = f"guest kernel reported {problem.kind}"
+            raise GuestKernelError(problem.kind, problem.excerpt)
 
     def wait_ready(self, timeout: float | None = None) -> float:
         """Wait for the ready marker; return the boot time in seconds (QEMU start to marker)."""
         timeout = self.boot_timeout if timeout is None else timeout
-        deadline = self._start_time + timeout
-        with self._cond:
-            while True:
-                if self._problem is not None:
-                    break
-                if self._ready_time is not None:
-                    self.record.boot_seconds = round(self._ready_time - self._start_time, 3)
-                    log.info("%s: ready after %.2f s", self.name, self.record.boot_seconds)
-                    self._write_record()
-                    return self.record.boot_seconds
-                if self._eof:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(min(remaining, 1.0))
-        if self._problem is not None:
+        ready = self.console.wait_ready(self._start_time + timeout)
+        if ready is not None:
+            boot_seconds = self.record.boot_seconds = round(ready - self._start_time, 3)
+            log.info("%s: ready after %.2f s", self.name, boot_seconds)
+            self._write_record()
+            return boot_seconds
+        if self.console.problem is not None:
             self.check_console()
-        if self._eof:
+        if self.console.closed:
             status = self._wait_exit(5)
             err = self._stderr_tail()
             if any(s in err for s in _PORT_TAKEN):
@@ -473,33 +419,23 @@ class VM:
         """Wait for QEMU to exit on its own (a guest booted with rh.poweroff=1); its status or None."""
         status = self._wait_exit(timeout)
         if status is not None:
-            with self._cond:
-                # let the reader finish the last console lines before callers read them
-                while not self._eof:
-                    self._cond.wait(1.0)
+            # let the reader finish the last console lines before callers read them
+            self.console.wait_closed()
         return status
 
     def is_running(self) -> bool:
-        return self._child is not None and self._child.isalive()
-
-    def send_console(self, text: str) -> None:
-        """Type on the guest console (a shell runs there after boot)."""
-        if self._child is None or not self._child.isalive():
-            raise VMError(f"{self.name}: QEMU is not running")
-        self._child.send(text.encode())
+        return self._child is not None and bool(self._child.isalive())
 
     # ---------------------------------------------------------------- ssh
 
     @property
-    def ssh(self):
+    def ssh(self) -> SSHClient:
         """The guest's ssh client, connected on first use."""
         if self._ssh is None:
             if self.ssh_key is None:
                 raise VMError(f"{self.name}: no ssh key was given to this VM")
-            if self.record.boot_seconds is None:
+            if self.record.boot_seconds is None or self.record.port is None:
                 raise VMError(f"{self.name}: guest is not ready")
-            from .ssh import SSHClient
-
             t0 = time.monotonic()
             client = SSHClient("127.0.0.1", self.record.port, self.ssh_key, name=self.name)
             try:
@@ -515,7 +451,7 @@ class VM:
         return self._ssh
 
     def run(self, cmd: str, timeout: float = 60, check: bool = False,
-            check_console: bool = True):
+            check_console: bool = True) -> Result:
         """Run a shell command in the guest over ssh; then look for kernel reports."""
         try:
             result = self.ssh.run(cmd, timeout=timeout, check=check)
@@ -545,7 +481,7 @@ class VM:
             # isalive() reaps with waitpid(WNOHANG) and stores the status
             if not child.isalive():
                 if child.exitstatus is not None:
-                    self.record.exit_status = child.exitstatus
+                    self.record.exit_status = int(child.exitstatus)
                 elif child.signalstatus is not None:
                     self.record.exit_status = -child.signalstatus
                 return self.record.exit_status
@@ -554,6 +490,8 @@ class VM:
             time.sleep(0.05)
 
     def _signal_group(self, sig: int) -> None:
+        if self._child is None:
+            return
         pid = self._child.pid
         try:
             # pexpect made QEMU a session (and group) leader: its group is its pid
@@ -564,20 +502,23 @@ class VM:
             os.kill(pid, sig)
 
     def _kill_and_reap(self) -> None:
-        if self._child is None:
+        child = self._child
+        if child is None:
             return
         if self._wait_exit(0) is None:
             self._signal_group(signal.SIGKILL)
             if self._wait_exit(10) is None:
-                log.error("%s: QEMU pid %d did not die on SIGKILL", self.name, self._child.pid)
+                log.error("%s: QEMU pid %d did not die on SIGKILL", self.name, child.pid)
         self._close_child()
 
     def _close_child(self) -> None:
+        """Join the console reader, close the pty and the console log, free the port."""
         if self._reader is not None:
             self._reader.join(timeout=5)
             self._reader = None
         try:
-            self._child.close(force=True)
+            if self._child is not None:
+                self._child.close(force=True)
         except Exception as exc:  # already reaped: pexpect may complain; nothing left to do
             log.debug("%s: closing pty: %s", self.name, exc)
         if self._logfile is not None:
@@ -621,7 +562,7 @@ class VM:
                 return True
             except Exception as exc:  # the guest may be wedged: fall back to the console
                 log.debug("%s: poweroff over ssh failed: %s", self.name, exc)
-        if self.record.boot_seconds is not None:
+        if self.record.boot_seconds is not None and self._child is not None:
             # a shell runs on the console once the guest is ready
             try:
                 self._child.send(b"\npoweroff -f\n")
@@ -634,10 +575,13 @@ class VM:
 
     def _write_record(self) -> None:
         path = self.workdir / "vm.json"
-        tmp = path.with_suffix(".json.tmp")
+        # A workdir removed under a running VM (a test's tmp dir cleaned up early) is not
+        # an error, and must not come back: atomic_write would create it again.
+        if not self.workdir.is_dir():
+            return
         try:
-            tmp.write_text(json.dumps(asdict(self.record), indent=2) + "\n")
-            os.replace(tmp, path)
+            # not write_json: that sorts the keys, and vm.json keeps the record's field order
+            atomic_write(path, json.dumps(asdict(self.record), indent=2) + "\n")
         except OSError as exc:
-            if exc.errno != errno.ENOENT:
+            if exc.errno != errno.ENOENT:  # removed between the check and the write
                 log.warning("%s: cannot write %s: %s", self.name, path, exc)

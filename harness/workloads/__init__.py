@@ -1,70 +1,140 @@
-"""Stress workloads as data: each renders the guest shell command for a topology."""
+"""Workloads as definitions: each renders its guest jobs for a topology and declares what it needs.
+
+A workload is an instance of a Workload subclass in WORKLOADS. It says which programs
+it needs in the guest image, its default duration and whether it binds per NUMA node,
+and renders one shell job per thing that runs in parallel; command() runs them all in
+the background and fails if any of them failed. stress-ng, a dd loop, fio or a C
+helper are workloads alike: a new kind is one subclass, a new workload one entry.
+"""
 
 from __future__ import annotations
 
 import shlex
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from harness.errors import UserError
+from harness.guest.image import guest_programs
 from harness.topology import Topology
+from harness.units import MiB
 
 
 @dataclass(frozen=True)
-class Workload:
-    """A named workload: stress-ng stressors bound per NUMA node with numactl.
-
-    fraction: share of each node's memory the node's stressors touch.
-    stressor: the stress-ng memory stressor (vm, bigheap, ...) run once per node.
-    pagecache: also run a page-cache writer (the critics' case: neighbours that
-    fill memory with cache undo region packing).
-    """
-
+class Workload(ABC):
     name: str
     description: str
+    #: default duration in seconds
     seconds: int
-    fraction: float = 0.25
-    stressor: str = "vm"
-    pagecache: bool = False
+
+    #: programs (besides busybox's applets) the guest image must carry
+    @property
+    @abstractmethod
+    def needs(self) -> frozenset[str]: ...
+
+    #: True when the jobs are bound to NUMA nodes (numactl --membind/--cpunodebind)
+    @property
+    @abstractmethod
+    def per_node(self) -> bool: ...
+
+    @abstractmethod
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        """Shell commands that run in parallel for ``seconds`` on ``topo``."""
 
     def command(self, topo: Topology, seconds: int | None = None) -> str:
-        """One shell command that runs the workload in the guest and waits for it."""
+        """One guest shell command that runs every job in the background and waits for all."""
         secs = int(seconds if seconds is not None else self.seconds)
         if secs <= 0:
             raise UserError(f"workload {self.name}: duration must be positive, not {secs}")
-        jobs = []
-        for node in topo.nodes:
-            if not node.memory_bytes:
-                continue  # a memoryless node has nothing to stress
-            nbytes = int(node.memory_bytes * self.fraction) // (1 << 20)
-            # CPU-less nodes only get a memory binding: their memory is used from other CPUs
-            bind = f"--membind={node.id}" + (f" --cpunodebind={node.id}" if node.cpus else "")
-            jobs.append(
-                f"numactl {bind} stress-ng --{self.stressor} 1 --{self.stressor}-bytes {nbytes}M "
-                f"--timeout {secs}s --quiet"
-            )
-        if self.pagecache:
-            mib = max(16, int(topo.memory_bytes * self.fraction) // (1 << 20) // 2)
-            loop = (f"end=$(( $(date +%s) + {secs} )); while [ $(date +%s) -lt $end ]; do "
-                    f"dd if=/dev/zero of=/tmp/pagecache bs=1M count={mib} 2>/dev/null; "
-                    f"cat /tmp/pagecache > /dev/null; rm -f /tmp/pagecache; done")
-            jobs.append("sh -c " + shlex.quote(loop))
+        missing = sorted(self.needs - guest_programs())
+        if missing:
+            raise UserError(f"workload {self.name}: the guest image has no {', '.join(missing)}; "
+                            "add it to harness/guest/image.py (PROGRAMS or HELPERS)")
+        jobs = self.jobs(topo, secs)
         if not jobs:
-            raise UserError(f"topology {topo.name}: no node has memory to stress")
-        # background every job, then wait for all and fail if any failed
+            raise UserError(f"workload {self.name}: nothing to run on topology {topo.name}")
         body = " ".join(f"{j} & pids=\"$pids $!\";" for j in jobs)
         return f"pids=''; {body} rc=0; for p in $pids; do wait $p || rc=1; done; exit $rc"
 
 
-WORKLOADS: dict[str, Workload] = {
-    w.name: w
-    for w in (
-        Workload("stress", "stress-ng vm stressor on every node, 25% of its memory", 20),
-        Workload("stress-pagecache", "the stress workload plus a page-cache writer", 20,
-                 pagecache=True),
-        Workload("soak", "stress-ng vm stressor on every node at 40% for minutes", 180,
-                 fraction=0.4),
-    )
-}
+def node_binding(node_id: int, has_cpus: bool) -> str:
+    """numactl options for a job on one node; a CPU-less node only gets the memory binding."""
+    return f"--membind={node_id}" + (f" --cpunodebind={node_id}" if has_cpus else "")
+
+
+@dataclass(frozen=True)
+class StressNg(Workload):
+    """One stress-ng memory stressor per node with memory, touching ``fraction`` of the node."""
+
+    fraction: float = 0.25
+    stressor: str = "vm"
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset({"stress-ng", "numactl"})
+
+    @property
+    def per_node(self) -> bool:
+        return True
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        out = []
+        for node in topo.nodes:
+            if not node.memory_bytes:
+                continue  # a memoryless node has nothing to stress
+            mib = int(node.memory_bytes * self.fraction) // MiB
+            out.append(f"numactl {node_binding(node.id, bool(node.cpus))} stress-ng --{self.stressor} 1 "
+                       f"--{self.stressor}-bytes {mib}M --timeout {seconds}s --quiet")
+        return out
+
+
+@dataclass(frozen=True)
+class PageCacheWriter(Workload):
+    """A dd loop writing and reading back a file of ``fraction``/2 of memory: page-cache pressure."""
+
+    fraction: float = 0.25
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset()  # dd, cat, date: busybox
+
+    @property
+    def per_node(self) -> bool:
+        return False
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        mib = max(16, int(topo.memory_bytes * self.fraction) // MiB // 2)
+        loop = (f"end=$(( $(date +%s) + {seconds} )); while [ $(date +%s) -lt $end ]; do "
+                f"dd if=/dev/zero of=/tmp/pagecache bs=1M count={mib} 2>/dev/null; "
+                f"cat /tmp/pagecache > /dev/null; rm -f /tmp/pagecache; done")
+        return ["sh -c " + shlex.quote(loop)]
+
+
+@dataclass(frozen=True)
+class Together(Workload):
+    """Several workloads at once (a neighbour next to the main load)."""
+
+    parts: tuple[Workload, ...] = ()
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset().union(*(p.needs for p in self.parts))
+
+    @property
+    def per_node(self) -> bool:
+        return any(p.per_node for p in self.parts)
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        return [j for p in self.parts for j in p.jobs(topo, seconds)]
+
+
+_STRESS = StressNg("stress", "stress-ng vm stressor on every node, 25% of its memory", 20)
+
+WORKLOADS: dict[str, Workload] = {w.name: w for w in (
+    _STRESS,
+    Together("stress-pagecache", "the stress workload plus a page-cache writer", 20,
+             parts=(_STRESS, PageCacheWriter("pagecache-writer", "dd loop over a quarter of memory", 20))),
+    StressNg("soak", "stress-ng vm stressor on every node at 40% for minutes", 180, fraction=0.4),
+)}
 
 
 def get(name: str) -> Workload:

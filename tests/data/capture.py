@@ -22,9 +22,10 @@ from pathlib import Path
 from harness import kernel, topology
 from harness.guest import build_initramfs
 from harness.kernel import cache_root
-from harness.metrics.collect import SNAPSHOT_GLOBS, capture_name, take_snapshot
+from harness.metrics import capture_name, live_paths
 from harness.session import DEFAULT_BOOT_TIMEOUT, guest
 from harness.vm import VM
+from harness.vm.snapshots import take_snapshot
 
 OUT = Path(__file__).resolve().parent / "captures"
 
@@ -68,7 +69,7 @@ CONSOLE_DONE = "@@@rh-done"
 
 def console_script() -> str:
     """The /etc/rh-cmd that prints dmesg, the snapshot files and the firmware memmap."""
-    globs = " ".join(SNAPSHOT_GLOBS)
+    globs = " ".join(live_paths())
     return f"""#!/bin/sh
 # keep kernel messages off the console while the files are printed
 echo 1 > /proc/sys/kernel/printk

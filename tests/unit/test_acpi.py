@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness import acpi
-from harness.topology import GiB, MiB, Node, Topology, list_topologies, load, qemu_args
+from harness.topology import Node, Topology, list_topologies, load
+from harness.units import GiB, MiB
+from harness.vm.numa import qemu_args
 
 IASL = shutil.which("iasl")
 needs_iasl = pytest.mark.skipif(IASL is None, reason="iasl (acpica-tools) not installed")

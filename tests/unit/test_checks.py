@@ -8,12 +8,10 @@ from harness.errors import CheckFailed
 from harness.model.layout import compute_layout
 from harness.model.regions import predict_regions
 
-from test_model_layout import DEFCONFIG_ZONES, INTERLEAVED, Q35_2G
-
 
 @pytest.fixture(scope="module")
-def layout():
-    return compute_layout(Q35_2G, INTERLEAVED, DEFCONFIG_ZONES)
+def layout(interleaved_layout):
+    return interleaved_layout
 
 
 def zoneinfo_like(layout, managed=None):
@@ -67,7 +65,8 @@ def test_compare_exact_bounds_missing_extra():
 
 def test_render_is_aligned_and_summarises():
     idx = pd.Index([0, 1], name="node")
-    t = compare(pd.DataFrame({"present": [5, 123456]}, index=idx), pd.DataFrame({"present": [5, 7]}, index=idx), ["present"])
+    t = compare(pd.DataFrame({"present": [5, 123456]}, index=idx), pd.DataFrame({"present": [5, 7]}, index=idx),
+                ["present"])
     text = render(t)
     lines = text.splitlines()
     assert lines[0].split() == ["key", "field", "expected", "observed", "verdict"]
@@ -98,10 +97,10 @@ def test_check_layout_flags_managed_outside_bounds_and_missing_zone(layout):
     assert ["node1/Normal", "spanned", "missing"] in bad
 
 
-def test_check_layout_fails_for_srat_shifted_by_a_section(layout):
+def test_check_layout_fails_for_srat_shifted_by_a_section(layout, q35_2g, defconfig_zones):
     M, G, s = 1 << 20, 1 << 30, 128 << 20
     shifted = {0: [(0, 512 * M + s), (G + s, G + 512 * M + s)], 1: [(512 * M + s, G + s), (G + 512 * M + s, 2 * G)]}
-    wrong = compute_layout(Q35_2G, shifted, DEFCONFIG_ZONES)
+    wrong = compute_layout(q35_2g, shifted, defconfig_zones)
     t = check_layout(wrong.zones, zoneinfo_like(layout))
     assert failed(t)
     diffs = t[t["verdict"] == "DIFF"]

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.kernel.config import (ConfigOption, list_flavors, load_flavor, parse_config_text,
-                                   parse_fragment, requested_options, verify_config)
+from harness.kernel.config import list_flavors, load_flavor, parse_fragment, requested_options, verify_config
+from harness.metrics.kconfig import ConfigOption, parse_config_text
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kernel"
 REAL_CONFIG = (DATA / "vanilla-6.12.117.config").read_text()

@@ -86,7 +86,8 @@ def test_conflict_names_patch_file_hunk_and_version(patches_dir, pristine, tmp_p
     mk.write_text(mk.read_text().replace("obj-$(CONFIG_NUMA) += memory-tiers.o", "obj-y += memory-tiers.o"))
     (patches_dir / "series").write_text(f"{P1}\n")
     with pytest.raises(PatchError) as exc:
-        apply_in_staging(parse_series(patches_dir), pristine, tmp_path / "staging", "Linux 6.12.117 (Debian 6.12.117-1)")
+        apply_in_staging(parse_series(patches_dir), pristine, tmp_path / "staging",
+                         "Linux 6.12.117 (Debian 6.12.117-1)")
     msg = str(exc.value)
     assert P1 in msg
     assert "mm/Makefile" in msg

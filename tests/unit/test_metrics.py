@@ -1,13 +1,16 @@
 """Unit tests of harness.metrics on real captures: this host (tests/data/host-6.18) and a two-node
 guest running our regions kernel (tests/data/captures/6.12-regions-two-node)."""
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from harness.errors import ParseError
 from harness import metrics as M
+from harness.errors import ParseError
+from harness.metrics import registry
+from harness.metrics.registry import REGISTRY, KernelFile, find_entry, single
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HOST = DATA / "host-6.18"
@@ -142,6 +145,28 @@ def test_zoneinfo_missing_zone_header():
     with pytest.raises(ParseError, match="before any") as e:
         M.parse_zoneinfo(content.split("\n", 1)[1], "zoneinfo")
     assert e.value.line == 1
+
+
+def test_zoneinfo_lines_before_the_first_header():
+    content = text(HOST / "zoneinfo")
+    body = content.split("\n", 1)[1]
+    for first in ("    cpu: 0", "  pages free     3840", "  protection: (0, 1)", "        nr_free_pages 3840"):
+        with pytest.raises(ParseError, match="before any 'Node N, zone NAME' header") as e:
+            M.parse_zoneinfo(first + "\n" + body, "zoneinfo")
+        assert e.value.line == 1, first
+
+
+def test_zoneinfo_garbled_input_raises_only_parse_errors():
+    """Cut, garble or drop lines of a real capture: a ParseError or a parse, never another exception."""
+    lines = text(REG / "zoneinfo").split("\n")
+    for i in range(0, len(lines) - 1, 2):
+        line = lines[i]
+        garbled = ([], [line[: len(line) // 2]], [line.replace("0", "x", 1)], [line + " 7"], [line.split(":")[0] + ":"])
+        for new in garbled:
+            try:
+                M.parse_zoneinfo("\n".join(lines[:i] + new + lines[i + 1:]), "zoneinfo")
+            except ParseError:
+                pass
 
 
 def test_zoneinfo_garbled_zone_header():
@@ -403,3 +428,67 @@ def test_parse_snapshot_error_names_the_file():
     with pytest.raises(ParseError) as e:
         M.parse_snapshot({"node0-numastat": "numa_hit 1\nnuma_miss\n"})
     assert (e.value.source, e.value.line) == ("node0-numastat", 2)
+
+
+def test_unknown_and_clock_files_are_skipped(caplog):
+    with caplog.at_level(logging.WARNING, logger="harness.metrics.snapshot"):
+        out = M.parse_snapshot({"time": "host 1.0\n", "uptime": "1.0 2.0\n", "config": "CONFIG_X=y\n",
+                                "vmstat": text(HOST / "vmstat")})
+    assert set(out) == {"vmstat"}
+    assert [r.getMessage() for r in caplog.records] == ["no parser for captured file config: skipped"]
+
+
+# --- the registry -------------------------------------------------------------
+
+def _example(guest_path):
+    """A concrete guest path for a registry glob."""
+    return guest_path.replace("node*", "node1").replace("memmap/*/*", "memmap/3/start")
+
+
+def test_every_guest_file_is_matched_by_its_entry_as_path_and_capture_name():
+    for entry in REGISTRY:
+        if entry.guest_path is None:
+            continue
+        path = _example(entry.guest_path)
+        names = [path] if not entry.live else [path, M.capture_name(path)]
+        for name in names:
+            found = find_entry(name)
+            assert found is not None and found[0] is entry, (entry.guest_path, name)
+    # a per-node file also ends in "vmstat": the longer match wins
+    assert find_entry("/sys/devices/system/node/node0/vmstat")[0].frames == ("node_vmstat",)
+    assert find_entry("node0/vmstat")[0].frames == ("node_vmstat",)
+    assert find_entry("/proc/vmstat")[0].frames == ("vmstat",)
+    assert find_entry("firmware-memmap/12/type")[1]["entry"] == "12"
+    assert find_entry("dmesg.txt")[0].live is False
+    assert find_entry("nr_vmstat") is None and find_entry("config") is None
+
+
+def test_snapshot_command_reads_the_live_entries_in_registry_order():
+    assert M.live_paths() == (
+        "/proc/zoneinfo", "/proc/buddyinfo", "/proc/pagetypeinfo", "/proc/vmstat",
+        "/sys/devices/system/node/node*/meminfo", "/sys/devices/system/node/node*/numastat",
+        "/sys/devices/system/node/node*/vmstat", "/sys/kernel/debug/mem_regions/regions",
+        "/sys/kernel/debug/mem_regions/free_blocks", "/sys/kernel/debug/mem_regions/config")
+    assert " ".join(M.live_paths()) in M.snapshot_command()
+
+
+def test_entries_produce_exactly_their_declared_frames():
+    out = {**M.load_capture(HOST), **M.load_capture(REG)}
+    declared = [key for entry in REGISTRY for key in entry.frames]
+    assert len(declared) == len(set(declared)), "two entries declare the same frame"
+    assert set(out) == set(declared)
+    assert M.load_capture(HOST)["dmesg.initmem"].index.name == "node"
+
+
+def test_a_new_parser_is_one_registry_line(monkeypatch):
+    def parse_slabinfo(content, source):
+        rows = [line.split()[:2] for line in content.splitlines()[2:]]
+        return pd.DataFrame(rows, columns=["name", "active_objs"]).astype({"active_objs": "int64"})
+
+    line = KernelFile("/proc/slabinfo", "slabinfo", single(parse_slabinfo, "slabinfo"))
+    monkeypatch.setattr(registry, "REGISTRY", (*REGISTRY, line))
+    assert "/proc/slabinfo" in M.snapshot_command()
+    slabinfo = "slabinfo - version: 2.1\n# name <active_objs> ...\nkmalloc-64 1280 1280 64 64 1\n"
+    out = M.parse_snapshot({"/proc/slabinfo": slabinfo, "vmstat": text(HOST / "vmstat")})
+    assert set(out) == {"vmstat", "slabinfo"}
+    assert out["slabinfo"].loc[0, "active_objs"] == 1280

@@ -4,19 +4,13 @@ A new capture directory is picked up automatically; with none, the parametrizati
 empty (pytest reports it as such, nothing is skipped silently).
 """
 
-from pathlib import Path
-
 import pytest
 
-from harness import metrics as M
 
-CAPTURES = Path(__file__).resolve().parents[1] / "data" / "captures"
-DIRS = sorted(p for p in CAPTURES.glob("*/") if p.is_dir()) if CAPTURES.is_dir() else []
-
-
-@pytest.fixture(scope="module", params=DIRS, ids=[p.name for p in DIRS])
-def capture(request):
-    return request.param, M.load_capture(str(request.param))
+@pytest.fixture(scope="module")
+def capture(capture_dir, capture_frames):
+    """(directory, parsed frames) of one capture (the conftest parametrizes capture_dir)."""
+    return capture_dir, capture_frames
 
 
 def test_capture_parses_known_files(capture):

@@ -4,40 +4,61 @@ Each capture holds the guest's dmesg.txt (BIOS-e820, SRAT, command line), its co
 and one quiescent snapshot; the whole check pipeline runs on it offline.
 """
 
-from pathlib import Path
-
 import pytest
 
-from harness.checks import check_capture, failed, model_inputs, render
-from harness.metrics import parse_snapshot, read_capture_dir
+from harness.checks import CHECKS, check_capture, failed, render
+from harness.errors import ParseError
+from harness.metrics import parse_model_inputs, parse_snapshot
+from harness.model.inputs import DeclaredNodes
 
-CAPTURES = Path(__file__).resolve().parents[1] / "data" / "captures"
-DIRS = sorted(p for p in CAPTURES.glob("*") if (p / "dmesg.txt").exists() and (p / "zoneinfo").exists())
 SECTION = 128 << 20
 
 
-def _check(capture, node_ranges=None):
-    files = read_capture_dir(str(capture))
-    inputs = model_inputs(files.pop("dmesg.txt"), files.pop("config", None), f"{capture.name}/dmesg.txt")
-    memmap = [k for k in files if k.startswith("firmware-memmap/")]
-    frames = parse_snapshot({k: v for k, v in files.items() if k not in memmap})
-    return frames, check_capture(frames, inputs, node_ranges)
+def _check(capture_dir, files, declared=None):
+    files = dict(files)
+    if "dmesg.txt" not in files:
+        pytest.skip(f"{capture_dir.name} has no dmesg.txt")
+    inputs = parse_model_inputs(files.pop("dmesg.txt"), files.pop("config", None), f"{capture_dir.name}/dmesg.txt")
+    frames = parse_snapshot({k: v for k, v in files.items() if not k.startswith("firmware-memmap/")})
+    return frames, check_capture(frames, inputs, declared)
 
 
-@pytest.mark.parametrize("capture", DIRS, ids=[p.name for p in DIRS])
-def test_capture_matches_model(capture):
-    frames, table = _check(capture)
+def test_capture_matches_model(capture_dir, capture_files):
+    frames, table = _check(capture_dir, capture_files)
     assert {"start_pfn", "spanned", "present", "managed", "MemTotal_kB"} <= set(table["field"])
     if "regions" in frames.get("zoneinfo", {}).columns or "mem_regions.regions" in frames:
         assert "regions" in set(table["check"]), "a regions kernel's capture must get region checks"
+    assert set(table["check"]) <= {c.name for c in CHECKS}
     assert not failed(table), "\n" + render(table, only_failures=True)
 
 
-@pytest.mark.parametrize("capture", [p for p in DIRS if p.name.endswith("-two-node")],
-                         ids=lambda p: p.name)
-def test_shifted_srat_makes_the_check_fail(capture):
+@pytest.mark.captures("*-two-node")
+def test_shifted_srat_makes_the_check_fail(capture_dir, capture_files):
     """Model the boundary one section off: spanned/present/start_pfn must be reported."""
-    shifted = {0: [(0, (1 << 30) + SECTION)], 1: [((1 << 30) + SECTION, 2 << 30)]}
-    _, table = _check(capture, shifted)
+    boundary = (1 << 30) + SECTION
+    shifted = DeclaredNodes({0: ((0, boundary),), 1: ((boundary, 2 << 30),)})
+    _, table = _check(capture_dir, capture_files, shifted)
     diffs = table[table["verdict"] != "ok"]
     assert {"spanned", "present"} <= set(diffs["field"]), render(table)
+
+
+@pytest.mark.captures("*-two-node")
+def test_model_inputs_of_a_boot_log(capture_dir, capture_files):
+    inputs = parse_model_inputs(capture_files["dmesg.txt"], capture_files.get("config"), "dmesg.txt")
+    assert inputs.firmware_map[0][0] == 0 and all(t for _, _, t in inputs.firmware_map)
+    assert sorted(inputs.srat_ranges) == [0, 1] and inputs.memoryless == ()
+    assert "Normal" in inputs.zones and "console=" in inputs.cmdline
+
+
+def test_bad_boot_parameter_names_the_source_and_parameter(data_dir):
+    dmesg = (data_dir / "captures" / "6.12-vanilla-one-node" / "dmesg.txt").read_text()
+    line = next(i for i, l in enumerate(dmesg.splitlines(), 1) if "Command line:" in l)
+    bad = dmesg.replace("Command line: ", "Command line: mem_region_size=16Q ", 1)
+    with pytest.raises(ParseError, match=r"mem_region_size='16Q' is not a size") as e:
+        parse_model_inputs(bad, None, "guest/dmesg.txt")
+    assert (e.value.source, e.value.line) == ("guest/dmesg.txt", line)
+    sized = parse_model_inputs(dmesg.replace("Command line: ", "Command line: mem=1G mem_region_size=0x1000000 ", 1),
+                               None, "dmesg")
+    assert (sized.mem_limit, sized.mem_region_size) == (1 << 30, 16 << 20)
+    with pytest.raises(ParseError, match="no BIOS-e820 lines"):
+        parse_model_inputs("[    0.000000] Linux version 6.12\n", None, "dmesg")

@@ -1,63 +1,42 @@
 """Layout model against numbers measured on real 6.12 guests and the 6.18 host."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 from harness.checks import check_layout, compare, failed
-from harness.errors import TopologyError, UserError
+from harness.errors import UserError
+from harness.metrics import parse_config_text
 from harness.model import ModelInputError
 from harness.model.layout import predict_layout, predict_nodes, zones_from_kconfig
 
 M, G = 1 << 20, 1 << 30
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-# q35 + SeaBIOS e820 for a 2 GiB guest, as the guest's dmesg prints it (end exclusive)
-Q35_2G = [
-    (0x0, 0x9FC00, "usable"),
-    (0x9FC00, 0xA0000, "reserved"),
-    (0xF0000, 0x100000, "reserved"),
-    (0x100000, 0x7FFDF000, "usable"),
-    (0x7FFDF000, 0x80000000, "reserved"),
-    (0xB0000000, 0xC0000000, "reserved"),
-    (0xFED1C000, 0xFED20000, "reserved"),
-    (0xFEFFC000, 0xFF000000, "reserved"),
-    (0xFFFC0000, 0x100000000, "reserved"),
-    (0xFD00000000, 0x10000000000, "reserved"),
-]
-INTERLEAVED = {0: [(0, 512 * M), (1 * G, 1 * G + 512 * M)], 1: [(512 * M, 1 * G), (1 * G + 512 * M, 2 * G)]}
-DEFCONFIG_ZONES = ("DMA", "DMA32")
 
 
-def interleaved_layout(**kw):
-    return predict_layout(Q35_2G, INTERLEAVED, DEFCONFIG_ZONES, **kw)
-
-
-def test_interleaved_ground_truth():
+def test_interleaved_ground_truth(interleaved_layout):
     """The measured guest: node0 DMA32 389120/258048, node1 DMA32 from 131072, 393183/262111."""
-    z = interleaved_layout()
+    z = interleaved_layout.zones
     assert z.loc[(0, "DMA32"), ["start_pfn", "spanned", "present"]].tolist() == [4096, 389120, 258048]
     assert z.loc[(1, "DMA32"), ["start_pfn", "spanned", "present"]].tolist() == [131072, 393183, 262111]
     # first usable page is pfn 1 (trim_bios_range), 640K-1M is a hole: 158 + 3840 pages
     assert z.loc[(0, "DMA"), ["start_pfn", "spanned", "present"]].tolist() == [1, 4095, 3998]
 
 
-def test_every_zone_of_every_node_is_listed_empty_ones_with_start_pfn_0():
-    z = interleaved_layout()
+def test_every_zone_of_every_node_is_listed_empty_ones_with_start_pfn_0(interleaved_layout):
+    z = interleaved_layout.zones
     assert list(z.index) == [(n, zone) for n in (0, 1) for zone in ("DMA", "DMA32", "Normal", "Movable")]
     for key in [(1, "DMA"), (0, "Normal"), (1, "Normal"), (0, "Movable"), (1, "Movable")]:
         assert z.loc[key, ["start_pfn", "spanned", "present", "managed_max"]].tolist() == [0, 0, 0, 0]
 
 
-def test_managed_bounds():
-    z = interleaved_layout()
+def test_managed_bounds(q35_2g, interleaved_srat, defconfig_zones, interleaved_layout):
+    z = interleaved_layout.zones
     # the whole first MiB stays reserved: what q35 guests show as DMA managed 3840
     assert z.loc[(0, "DMA"), "managed_max"] == 3840
     assert z.loc[(0, "DMA32"), "managed_max"] == 258048
     assert (z["managed_min"] <= z["managed_max"]).all()
     assert (z["managed_max"] <= z["present"]).all()
-    nodes = predict_nodes(Q35_2G, INTERLEAVED, DEFCONFIG_ZONES)
+    nodes = predict_nodes(q35_2g, interleaved_srat, defconfig_zones)
     assert nodes.loc[0, "memtotal_kb_max"] == (3840 + 258048) * 4
     assert nodes.loc[1, ["node_start_pfn", "node_spanned", "node_present"]].tolist() == [131072, 393183, 262111]
     assert nodes.loc[0, ["node_start_pfn", "node_spanned", "node_present"]].tolist() == [1, 393215, 262046]
@@ -66,66 +45,69 @@ def test_managed_bounds():
     assert (nodes["memtotal_kb_min"] < nodes["memtotal_kb_max"]).all()
 
 
-def test_tinyconfig_has_no_dma_zone_so_dma32_starts_at_pfn_1():
-    z = predict_layout(Q35_2G, INTERLEAVED, ("DMA32",))
+def test_tinyconfig_has_no_dma_zone_so_dma32_starts_at_pfn_1(q35_2g, interleaved_srat):
+    z = predict_layout(q35_2g, interleaved_srat, ("DMA32",))
     assert z.loc[(0, "DMA32"), ["start_pfn", "spanned", "present"]].tolist() == [1, 393215, 262046]
     assert "DMA" not in z.index.get_level_values("zone")
 
 
-def test_mem_limit_removes_ram_above_the_address():
-    z = predict_layout(Q35_2G, None, DEFCONFIG_ZONES, mem_limit=1 * G)
+def test_mem_limit_removes_ram_above_the_address(q35_2g, defconfig_zones):
+    z = predict_layout(q35_2g, None, defconfig_zones, mem_limit=1 * G)
     assert z.loc[(0, "DMA32"), ["start_pfn", "spanned", "present"]].tolist() == [4096, 258048, 258048]
 
 
-def test_no_srat_gives_one_node():
-    z = predict_layout(Q35_2G, None, DEFCONFIG_ZONES)
+def test_no_srat_gives_one_node(q35_2g, defconfig_zones):
+    z = predict_layout(q35_2g, None, defconfig_zones)
     assert z.index.get_level_values("node").unique().tolist() == [0]
     assert z.loc[(0, "DMA32"), ["spanned", "present"]].tolist() == [524255 - 4096] * 2
 
 
-def test_unaligned_node_boundary_loses_the_straddling_page():
+def test_unaligned_node_boundary_loses_the_straddling_page(q35_2g, defconfig_zones):
     half = 512 * M + 2048
-    z = predict_layout(Q35_2G, {0: [(0, half)], 1: [(half, 2 * G)]}, DEFCONFIG_ZONES)
+    z = predict_layout(q35_2g, {0: [(0, half)], 1: [(half, 2 * G)]}, defconfig_zones)
     assert z.loc[(0, "DMA32"), "present"] == 131072 - 4096  # pfn 131072 straddles
     assert z.loc[(1, "DMA32"), ["start_pfn", "present"]].tolist() == [131073, 524255 - 131073]
 
 
-def test_above_4g_memory_goes_to_normal():
+def test_above_4g_memory_goes_to_normal(defconfig_zones):
     fw = [(0, 0x9FC00, "usable"), (0x100000, 0x80000000, "usable"), (0x100000000, 0x180000000, "usable")]
-    z = predict_layout(fw, {0: [(0, 2 * G)], 1: [(4 * G, 6 * G)]}, DEFCONFIG_ZONES)
+    z = predict_layout(fw, {0: [(0, 2 * G)], 1: [(4 * G, 6 * G)]}, defconfig_zones)
     assert z.loc[(1, "Normal"), ["start_pfn", "spanned", "present"]].tolist() == [1 << 20, 1 << 19, 1 << 19]
     assert z.loc[(1, "DMA32"), "spanned"] == 0
     assert z.loc[(0, "Normal"), "spanned"] == 0
 
 
-def test_node_span_over_a_zone_of_other_node_memory_gives_spanned_without_present():
+def test_node_span_over_a_zone_of_other_node_memory_gives_spanned_without_present(defconfig_zones):
     # node0 = [0,16M)+[4G,5G), node1 = [16M,2G): node0's span covers all of DMA32, none of
     # it node0's memory, so zoneinfo shows spanned > 0 with present 0 (and no start_pfn)
     fw = [(0, 0x9FC00, "usable"), (0x100000, 0x80000000, "usable"), (0x100000000, 0x140000000, "usable")]
-    z = predict_layout(fw, {0: [(0, 16 * M), (4 * G, 5 * G)], 1: [(16 * M, 2 * G)]}, DEFCONFIG_ZONES)
-    assert z.loc[(0, "DMA32"), ["start_pfn", "spanned", "present", "managed_max"]].tolist() == [4096, (1 << 20) - 4096, 0, 0]
+    z = predict_layout(fw, {0: [(0, 16 * M), (4 * G, 5 * G)], 1: [(16 * M, 2 * G)]}, defconfig_zones)
+    assert z.loc[(0, "DMA32"), ["start_pfn", "spanned", "present", "managed_max"]].tolist() == \
+        [4096, (1 << 20) - 4096, 0, 0]
 
 
-def test_bad_inputs_are_user_errors():
+def test_bad_inputs_are_user_errors(q35_2g, interleaved_srat, defconfig_zones):
     with pytest.raises(ModelInputError, match="not modelled"):
-        predict_layout(Q35_2G, INTERLEAVED, DEFCONFIG_ZONES, movablecore=512 * M)
-    with pytest.raises(TopologyError, match="overlaps"):
-        predict_layout(Q35_2G, {0: [(0, 1 * G)], 1: [(512 * M, 2 * G)]}, DEFCONFIG_ZONES)
-    with pytest.raises(TopologyError, match="no node"):
-        predict_layout(Q35_2G, {0: [(0, 1 * G)]}, DEFCONFIG_ZONES)
-    with pytest.raises(TopologyError, match="unknown e820 type"):
+        predict_layout(q35_2g, interleaved_srat, defconfig_zones, movablecore=512 * M)
+    with pytest.raises(ModelInputError, match="overlaps"):
+        predict_layout(q35_2g, {0: [(0, 1 * G)], 1: [(512 * M, 2 * G)]}, defconfig_zones)
+    with pytest.raises(ModelInputError, match="no node"):
+        predict_layout(q35_2g, {0: [(0, 1 * G)]}, defconfig_zones)
+    with pytest.raises(ModelInputError, match="unknown e820 type"):
         predict_layout([(0, G, "RAM")], None)
     with pytest.raises(ModelInputError, match="power of two"):
-        predict_layout(Q35_2G, None, mem_region_size=384 * M)
+        predict_layout(q35_2g, None, mem_region_size=384 * M)
     with pytest.raises(UserError, match="unknown zone"):
-        predict_layout(Q35_2G, None, ("HighMem",))
+        predict_layout(q35_2g, None, ("HighMem",))
 
 
-def test_zones_from_kconfig():
-    config = (DATA / "kernel" / "vanilla-6.12.117.config").read_text()
+def test_zones_from_kconfig(data_dir):
+    config = parse_config_text((data_dir / "kernel" / "vanilla-6.12.117.config").read_text(), strict=False)
     # the project's tinyconfig-based build: no ZONE_DMA, no ZONE_DEVICE
-    assert zones_from_kconfig(config) == ("DMA32", "Normal", "Movable")
-    assert zones_from_kconfig("CONFIG_ZONE_DMA32=y\n# CONFIG_ZONE_DMA is not set\n") == ("DMA32", "Normal", "Movable")
+    assert zones_from_kconfig({name: opt.value for name, opt in config.items()}) == ("DMA32", "Normal", "Movable")
+    assert zones_from_kconfig({"ZONE_DMA32": "y", "ZONE_DMA": "n"}) == ("DMA32", "Normal", "Movable")
+    assert zones_from_kconfig({"ZONE_DMA": "y", "ZONE_DMA32": "y", "ZONE_DEVICE": "y"}) == \
+        ("DMA", "DMA32", "Normal", "Movable", "Device")
 
 
 # --- the SRAT shifted by one 128 MiB section must be caught -----------------------------
@@ -149,19 +131,19 @@ def _check_measured(model):
     return compare(model.loc[list(MEASURED)], _measured_frame(), ["start_pfn", "spanned", "present"])
 
 
-def test_check_passes_on_the_right_srat():
-    table = _check_measured(interleaved_layout())
+def test_check_passes_on_the_right_srat(interleaved_layout):
+    table = _check_measured(interleaved_layout.zones)
     assert not failed(table), table
     assert len(table) == 6
 
 
-def test_check_fails_when_srat_is_shifted_by_one_section():
+def test_check_fails_when_srat_is_shifted_by_one_section(q35_2g, defconfig_zones):
     s = 128 * M
     shifted = {
         0: [(0, 512 * M + s), (1 * G + s, 1 * G + 512 * M + s)],
         1: [(512 * M + s, 1 * G + s), (1 * G + 512 * M + s, 2 * G)],
     }
-    table = _check_measured(predict_layout(Q35_2G, shifted, DEFCONFIG_ZONES))
+    table = _check_measured(predict_layout(q35_2g, shifted, defconfig_zones))
     assert failed(table)
     diffs = table[table["verdict"] == "DIFF"]
     assert set(diffs["field"]) >= {"present", "spanned", "start_pfn"}
@@ -186,7 +168,8 @@ def parse_zoneinfo(text):
     import pandas as pd
 
     zones, cur = {}, None
-    names = {"pages free": "nr_free_pages", "spanned": "spanned", "present": "present", "managed": "managed", "start_pfn:": "start_pfn"}
+    names = {"pages free": "nr_free_pages", "spanned": "spanned", "present": "present", "managed": "managed",
+             "start_pfn:": "start_pfn"}
     for line in text.splitlines():
         m = re.match(r"Node (\d+), zone\s+(\S+)", line)
         if m:
@@ -200,8 +183,8 @@ def parse_zoneinfo(text):
     return df
 
 
-def test_host_618_layout_matches_zoneinfo():
-    host = DATA / "host-6.18"
+def test_host_618_layout_matches_zoneinfo(data_dir):
+    host = data_dir / "host-6.18"
     e820, srat = parse_dmesg((host / "dmesg.txt").read_text())
     assert srat is None and len(e820) == 5
     observed = parse_zoneinfo((host / "zoneinfo").read_text())
@@ -213,9 +196,10 @@ def test_host_618_layout_matches_zoneinfo():
     assert (table["verdict"] == "ok").sum() == 5 * 2 + 3
 
 
-def test_check_layout_flags_managed_outside_bounds_on_host():
-    host = DATA / "host-6.18"
+def test_check_layout_flags_managed_outside_bounds_on_host(data_dir):
+    host = data_dir / "host-6.18"
     e820, srat = parse_dmesg((host / "dmesg.txt").read_text())
-    table = check_layout(predict_layout(e820, srat, ("DMA", "DMA32", "Device")), parse_zoneinfo((host / "zoneinfo").read_text()))
+    table = check_layout(predict_layout(e820, srat, ("DMA", "DMA32", "Device")),
+                         parse_zoneinfo((host / "zoneinfo").read_text()))
     bad = table[table["verdict"] != "ok"]
     assert bad[["key", "field"]].values.tolist() == [["node0/Normal", "managed"]]

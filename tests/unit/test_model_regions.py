@@ -1,17 +1,15 @@
-"""Region geometry and sorted-allocation prediction on the measured interleaved layout."""
+"""Region geometry on the measured interleaved layout (sorted allocation: test_model_allocator.py)."""
 
 import pytest
 
 from harness.model import ModelInputError
-from harness.model.layout import compute_layout
-from harness.model.regions import predict_alloc_regions, predict_regions
-
-from test_model_layout import DEFCONFIG_ZONES, INTERLEAVED, Q35_2G, M
+from harness.model.regions import predict_regions
+from harness.units import MiB as M
 
 
 @pytest.fixture(scope="module")
-def layout():
-    return compute_layout(Q35_2G, INTERLEAVED, DEFCONFIG_ZONES)
+def layout(interleaved_layout):
+    return interleaved_layout
 
 
 def rows(df, node, zone):
@@ -50,23 +48,7 @@ def test_small_regions_are_aligned(layout):
     assert rows(r, 0, "DMA32")[4] == (4, 131072, 163840, 0)
 
 
-def test_sorted_allocation_takes_lowest_region_with_room(layout):
-    r = predict_regions(layout)
-    free = {0: 1024, 1: 0, 2: 5000}
-    assert predict_alloc_regions(r, 0, "DMA32", free, order=9, count=3) == [0, 0, 2]
-    assert predict_alloc_regions(r, 0, "DMA32", free, order=0, count=2) == [0, 0]
-    assert free == {0: 1024, 1: 0, 2: 5000}  # the caller's mapping is not consumed
-    with pytest.raises(ModelInputError, match="only 1 of 2"):
-        predict_alloc_regions(r, 0, "DMA32", {0: 0, 1: 0, 2: 1024}, order=10, count=2)
-    with pytest.raises(ModelInputError, match="order"):
-        predict_alloc_regions(r, 0, "DMA32", free, order=11, count=1)
-    with pytest.raises(ModelInputError, match="no regions"):
-        predict_alloc_regions(r, 1, "DMA", free, order=0, count=1)
-    with pytest.raises(ModelInputError, match="no region"):
-        predict_alloc_regions(r, 1, "DMA32", {7: 10}, order=0, count=1)
-
-
-def test_allocation_uses_free_column_when_given(layout):
-    r = predict_regions(layout).copy()
-    r["free"] = [5, 10, 0, 2048, 3, 1, 2]
-    assert predict_alloc_regions(r, 0, "DMA32", None, order=10, count=2) == [2, 2]
+def test_region_size_must_be_a_power_of_two_of_at_least_4m(layout):
+    for bad in (0, 3 * M, 384 * M):
+        with pytest.raises(ModelInputError, match="power of two"):
+            predict_regions(layout, bad)

@@ -7,7 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness import cli
 from harness.errors import UserError
+from harness.fs import write_csv
 from harness.results import compare, store
 
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "captures"
@@ -23,6 +25,8 @@ def make_guest(run: Path, name: str, capture: str, boot: float, pgfault_extra: i
         d.mkdir(parents=True)
         for f in SNAPSHOT_FILES:
             shutil.copy(src / f, d / f)
+        if (src / "mem_regions").is_dir():
+            shutil.copytree(src / "mem_regions", d / "mem_regions")
         (d / "time").write_text(f"host 1000.0\nguest_uptime {5.0 if label == 'before' else 30.0}\n")
     vm = g / "snapshots" / "after" / "vmstat"
     lines = [f"pgfault {int(ln.split()[1]) + pgfault_extra}" if ln.startswith("pgfault ") else ln
@@ -34,17 +38,28 @@ def make_guest(run: Path, name: str, capture: str, boot: float, pgfault_extra: i
     return g
 
 
-@pytest.fixture
-def two_runs(tmp_path):
-    base, new = tmp_path / "base", tmp_path / "new"
-    make_guest(base, "vanilla-two-node", "6.12-vanilla-two-node", boot=6.0, pgfault_extra=1000)
-    make_guest(new, "vanilla-two-node", "6.12-vanilla-two-node", boot=6.1, pgfault_extra=2000)
-    return base, new
+def make_run(run: Path, faults: dict[str, list[int]], status: str = "ok", capture: str = "6.12-vanilla-two-node",
+             topology: str = "two-node") -> Path:
+    """A run with one guest per repetition of each variant; faults[variant][k] is repetition k's extra faults."""
+    guests = []
+    repeat = max(len(v) for v in faults.values())
+    for variant, extras in faults.items():
+        for rep, extra in enumerate(extras, 1):
+            name = f"{variant}-{topology}" + (f"-r{rep}" if repeat > 1 else "")
+            make_guest(run, name, capture, boot=6.0 + rep / 100, pgfault_extra=extra)
+            guests.append({"flavor": variant, "topology": topology, "repetition": rep, "dir": name,
+                           "status": "ok", "workload_seconds": 20.0 + rep / 10})
+    (run / "metadata.json").write_text(json.dumps({"status": status, "guests": guests}))
+    return run
 
 
-def test_metrics_are_stacked_per_snapshot(two_runs):
-    base, _ = two_runs
-    z = store.load_metric(base / "vanilla-two-node", "zoneinfo")
+def _row(report, metric):
+    return report.set_index("metric").loc[metric]
+
+
+def test_metrics_are_stacked_per_snapshot(tmp_path):
+    run = make_run(tmp_path / "base", {"vanilla": [1000]})
+    z = store.load_metric(run / "vanilla-two-node", "zoneinfo")
     assert list(z.columns[:3]) == ["snapshot", "host_time", "guest_uptime"]
     assert sorted(set(z["snapshot"])) == ["after", "before"]
     # two nodes x three zones (DMA32, Normal, Movable) per snapshot, exactly as captured
@@ -52,21 +67,63 @@ def test_metrics_are_stacked_per_snapshot(two_runs):
     assert set(z["node"]) == {0, 1}
 
 
-def test_compare_flags_a_regression_and_not_noise(two_runs):
-    report = compare.compare_runs(*two_runs)
-    row = report.set_index("metric").loc["pgfault_delta"]
-    assert (row["base"], row["new"], row["verdict"]) == (1000, 2000, "REGRESSION")
-    assert row["ratio"] == pytest.approx(2.0)
-    boot = report.set_index("metric").loc["boot_seconds"]
-    assert boot["verdict"] == "same"             # +1.7 % is under the 25 % threshold
-    assert "1 regression(s)" in compare.render(report)
+def test_one_sample_per_side_is_only_indicative(tmp_path):
+    base = make_run(tmp_path / "base", {"vanilla": [1000]})
+    new = make_run(tmp_path / "new", {"vanilla": [2000]})
+    report = compare.compare_runs(base, new)
+    row = _row(report, "pgfault_delta")
+    assert (row["median_base"], row["median_new"], row["verdict"]) == (1000, 2000, "single sample")
+    assert row["direction"] == "indicative regression" and row["ratio"] == pytest.approx(2.0)
+    assert compare.failures(report).empty
+    assert "0 regression(s)" in compare.render(report)
 
 
-def test_compare_rejects_unknown_metric_and_non_runs(two_runs, tmp_path):
+def test_repeated_regression_is_found_and_fails(tmp_path, capsys):
+    base = make_run(tmp_path / "base", {"vanilla": [1000 + 7 * i for i in range(8)]})
+    new = make_run(tmp_path / "new", {"vanilla": [5000 + 7 * i for i in range(8)]})  # floor: 1000
+    report = compare.compare_runs(base, new)
+    row = _row(report, "pgfault_delta")
+    assert (row["verdict"], row["direction"]) == ("DIFFERENT", "REGRESSION")
+    assert row["ratio_low"] <= row["ratio"] <= row["ratio_high"]
+    # what did not change between the runs is not flagged
+    assert _row(report, "nr_free_pages_after")["verdict"] == "SAME"
+    assert cli.main(["compare", str(base), str(new), "--out", str(tmp_path / "cmp")]) == 4
+    assert "1 regression(s)" in capsys.readouterr().out
+    assert (tmp_path / "cmp" / "compare.csv").is_file()
+    assert cli.main(["compare", str(new), str(base)]) == 0   # the other way round it is an improvement
+
+
+def test_within_one_run_by_variant(tmp_path):
+    run = make_run(tmp_path / "run", {"regions+mem_region_sort=0": [1000 + i for i in range(8)],
+                                      "regions": [3000 + i for i in range(8)]})
+    report = compare.compare_variants(run, "regions+mem_region_sort=0", "regions")
+    assert _row(report, "pgfault_delta")["direction"] == "REGRESSION"
+    assert cli.main(["compare", str(run), "--base-variant", "regions", "--new-variant",
+                     "regions+mem_region_sort=0"]) == 0
+    assert cli.main(["compare", str(run), "--base-variant", "nope", "--new-variant", "regions"]) == 2
+
+
+def test_vanished_guest_is_a_failure_and_failed_base_is_refused(tmp_path):
+    base = make_run(tmp_path / "base", {"vanilla": [1000], "regions": [1000]})
+    new = make_run(tmp_path / "new", {"vanilla": [1000]})
+    report = compare.compare_runs(base, new)
+    missing = report[report["verdict"] == "MISSING"]
+    assert not missing.empty and set(missing["base"]) == {"regions"}
+    assert cli.main(["compare", str(base), str(new)]) == 4
+    failed = make_run(tmp_path / "failed", {"vanilla": [1000]}, status="failed")
+    assert cli.main(["compare", str(failed), str(new)]) == 2
+    assert cli.main(["compare", str(failed), str(new), "--allow-failed-base"]) == 0
+
+
+def test_compare_rejects_unknown_metric_and_non_runs(tmp_path):
+    base = make_run(tmp_path / "base", {"vanilla": [1000]})
     with pytest.raises(UserError, match="unknown metric"):
-        compare.compare_runs(*two_runs, metrics=["bogomips"])
+        compare.compare_runs(base, base, metrics=("bogomips",))
     with pytest.raises(UserError, match="not a run directory"):
-        compare.run_metrics(tmp_path / "nope")
+        compare.compare_runs(tmp_path / "nope", base)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metadata.json").write_text("{")
+    assert cli.main(["compare", str(tmp_path / "bad"), str(base)]) == 2
 
 
 def test_snapshot_order_is_time_order(tmp_path):
@@ -78,7 +135,7 @@ def test_snapshot_order_is_time_order(tmp_path):
 def test_write_csv_roundtrip(tmp_path):
     df = pd.DataFrame({"a": [1, 2]}, index=pd.MultiIndex.from_tuples([(0, "DMA32"), (1, "DMA32")],
                                                                      names=["node", "zone"]))
-    store.write_csv(tmp_path / "x.csv", df)
+    write_csv(tmp_path / "x.csv", df)
     back = pd.read_csv(tmp_path / "x.csv")
     assert list(back.columns) == ["node", "zone", "a"] and back["a"].tolist() == [1, 2]
     assert not list(tmp_path.glob(".x.csv.*")), "temp file left behind"
@@ -100,3 +157,20 @@ def test_aborted_run_says_so(tmp_path, monkeypatch):
     meta = json.loads((run_dir / "metadata.json").read_text())
     assert meta["status"] == "aborted"
     assert "BuildError: make exited 2" in meta["error"] and "boom" in meta["error"]
+
+
+def test_report_has_every_figure_it_references(tmp_path):
+    from harness.results.report import figure_files
+
+    run = make_run(tmp_path / "run", {"regions+mem_region_sort=0": [1000 + i for i in range(3)],
+                                      "regions": [1000 + 2 * i for i in range(3)]},
+                   capture="6.12-regions-two-node")
+    assert cli.main(["report", str(run)]) == 0
+    page = run / "report" / "report.html"
+    text = page.read_text()
+    assert "Verdicts: each variant against regions+mem_region_sort=0" in text
+    figures = figure_files(page)
+    names = {f.name for f in figures}
+    assert {"distributions.png", "free-regions.png", "regions-regions-two-node-r1.png"} <= names
+    for f in figures:
+        assert f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 2000, f

@@ -1,16 +1,20 @@
-"""Unit tests for harness.topology: YAML loading, validation messages, placement, QEMU args."""
+"""Unit tests for harness.topology (YAML loading, validation messages, placement) and harness.vm.numa (QEMU args)."""
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from harness import acpi
+from harness import acpi, units
 from harness import topology as topo_mod
 from harness.errors import TopologyError, UserError
-from harness.topology import GiB, MiB, describe, list_topologies, load, qemu_args
+from harness.paths import TOPOLOGY_DIR
+from harness.topology import list_topologies, load
+from harness.units import GiB, MiB
+from harness.vm.numa import describe, qemu_args
 
 SHIPPED = ["four-node", "high-normal", "interleaved", "interleaved-small", "memoryless", "one-node", "two-node"]
 
@@ -39,7 +43,7 @@ def test_list_topologies_has_every_shipped_one():
 def test_shipped_topology_loads_and_is_consistent(name):
     topo = load(name)
     assert topo.name == name
-    assert topo.path == topo_mod.TOPOLOGY_DIR / f"{name}.yaml"
+    assert topo.path == TOPOLOGY_DIR / f"{name}.yaml"
     assert topo.description, "every shipped topology explains itself"
     # Independent of the loader's own checks: the node ranges tile the real RAM map exactly.
     ranges = sorted(r for node in topo.nodes for r in node.ranges)
@@ -169,13 +173,13 @@ def test_q35_ram_map(total, expected):
      ("0x80000000", 2 * GiB), ("2GiB", 2 * GiB), ("0", 0)],
 )  # fmt: skip
 def test_parse_size(text, expected):
-    assert topo_mod.parse_size(text) == expected
+    assert units.parse_size(text) == expected
 
 
 @pytest.mark.parametrize("text", ["lots", "-1G", "1.0000000001K", True, [1], "2X"])
 def test_parse_size_rejects(text):
     with pytest.raises(ValueError):
-        topo_mod.parse_size(text)
+        units.parse_size(text)
 
 
 @pytest.mark.parametrize(
@@ -456,7 +460,7 @@ def test_unknown_name_lists_known_topologies():
 
 
 def test_shipped_paths_are_shown_relative_to_the_repo():
-    assert topo_mod._display(topo_mod.TOPOLOGY_DIR / "x.yaml") == "qemu-configs/topologies/x.yaml"
+    assert topo_mod.display_path(TOPOLOGY_DIR / "x.yaml") == "qemu-configs/topologies/x.yaml"
 
 
 # ---------------------------------------------------------------- QEMU arguments
@@ -468,10 +472,10 @@ def test_qemu_args_pass_acpi_tables_and_no_numa(tmp_path, name):
     argv = qemu_args(topo, tmp_path / "work")
     srat, slit = tmp_path / "work" / "srat.bin", tmp_path / "work" / "slit.bin"
     assert argv[argv.index("-machine") + 1] == "q35"
-    assert argv[argv.index("-m") + 1] == topo_mod.fmt_size(topo.memory_bytes)
+    assert argv[argv.index("-m") + 1] == units.fmt_size(topo.memory_bytes)
     assert "," not in argv[argv.index("-m") + 1]  # no maxmem/slots
     assert argv[argv.index("-smp") + 1].split(",")[0] == str(topo.cpus)
-    pairs = [(a, b) for a, b in zip(argv, argv[1:]) if a == "-acpitable"]
+    pairs = [(a, b) for a, b in itertools.pairwise(argv) if a == "-acpitable"]
     assert pairs == [("-acpitable", f"file={srat}"), ("-acpitable", f"file={slit}")]
     assert not any(a.startswith("-numa") for a in argv)
     assert srat.read_bytes() == acpi.srat(topo)

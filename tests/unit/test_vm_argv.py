@@ -1,5 +1,7 @@
-"""QEMU argv construction, port picking and record keeping (no QEMU started)."""
+"""QEMU argv construction, port picking, accel choice and record keeping (no QEMU started)."""
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -63,9 +65,13 @@ def test_forced_accel_needs_no_probe(tmp_path):
         choose_accel(tmp_path / "k", tmp_path / "i", tmp_path, "hvf")
 
 
-def test_cached_probe_is_used(tmp_path, monkeypatch):
-    import json
+def test_vm_takes_a_chosen_accel_only(tmp_path):
+    for accel in ("auto", "hvf", ""):
+        with pytest.raises(ValueError, match="tcg or kvm"):
+            qemu.VM(tmp_path / "k", tmp_path / "i", tmp_path / "w", [], accel=accel)
 
+
+def test_cached_probe_is_used(tmp_path, monkeypatch):
     from harness.vm import accel
 
     kernel = tmp_path / "bzImage"
@@ -86,3 +92,64 @@ def test_kernel_release_from_bzimage_header(tmp_path):
     path = tmp_path / "bzImage"
     path.write_bytes(bytes(img))
     assert kernel_release(path) == "6.12.117 (root@host) #1 SMP"
+
+
+def test_probe_result_is_cached(tmp_path, monkeypatch):
+    from harness.vm import accel
+
+    kernel, initrd = tmp_path / "bzImage", tmp_path / "initrd"
+    kernel.write_bytes(b"\0" * 100)
+    initrd.write_bytes(b"x")
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(accel.os, "access", lambda *a: True)
+    monkeypatch.setattr(accel, "qemu_version", lambda: "QEMU emulator version 7.2.22")
+    probes = []
+    monkeypatch.setattr(accel, "probe_kvm", lambda *a, **k: probes.append(a) or (False, "hung"))
+    assert choose_accel(kernel, initrd, cache) == "tcg"
+    assert choose_accel(kernel, initrd, cache) == "tcg"
+    assert len(probes) == 1  # the second answer came from the cache
+    stored = json.loads((cache / accel.PROBE_FILE).read_text())
+    (entry,) = stored.values()
+    assert entry["accel"] == "tcg" and entry["reason"] == "hung"
+
+
+def test_garbled_probe_cache_is_ignored(tmp_path, monkeypatch):
+    from harness.vm import accel
+
+    kernel, initrd = tmp_path / "bzImage", tmp_path / "initrd"
+    kernel.write_bytes(b"\0" * 100)
+    initrd.write_bytes(b"x")
+    (tmp_path / accel.PROBE_FILE).write_text("{not json")
+    monkeypatch.setattr(accel.os, "access", lambda *a: True)
+    monkeypatch.setattr(accel, "qemu_version", lambda: "QEMU emulator version 7.2.22")
+    monkeypatch.setattr(accel, "probe_kvm", lambda *a, **k: (True, "ready after 1.0 s"))
+    assert choose_accel(kernel, initrd, tmp_path) == "kvm"
+    assert json.loads((tmp_path / accel.PROBE_FILE).read_text())  # rewritten whole
+
+
+def test_auto_with_a_missing_file_is_not_probed(tmp_path, monkeypatch):
+    from harness.vm import accel
+
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"\0" * 100)
+    monkeypatch.setattr(accel.os, "access", lambda *a: True)
+    monkeypatch.setattr(accel, "qemu_version", lambda: "QEMU emulator version 7.2.22")
+    monkeypatch.setattr(accel, "probe_kvm", lambda *a, **k: pytest.fail("probed"))
+    with pytest.raises(VMError, match="kernel .* does not exist"):
+        choose_accel(tmp_path / "nope", tmp_path / "i", tmp_path)
+    with pytest.raises(VMError, match="initrd .* does not exist"):
+        choose_accel(kernel, tmp_path / "i", tmp_path)
+    assert not (tmp_path / accel.PROBE_FILE).exists()  # nothing cached
+
+
+def test_record_is_written_and_a_removed_workdir_is_not_recreated(tmp_path):
+    vm = qemu.VM(tmp_path / "k", tmp_path / "i", tmp_path / "w", [], accel="tcg", name="rec")
+    vm.workdir.mkdir()
+    vm.record.port = 40022
+    vm._write_record()
+    data = json.loads((vm.workdir / "vm.json").read_text())
+    assert list(data) == list(qemu.VMRecord.__dataclass_fields__)  # field order kept
+    assert (data["name"], data["port"]) == ("rec", 40022)
+    shutil.rmtree(vm.workdir)
+    vm._write_record()  # the workdir went away under the VM: no error
+    assert not vm.workdir.exists()

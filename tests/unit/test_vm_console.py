@@ -1,9 +1,13 @@
-"""Console problem detection on real console text (tests/data/console/, see its README)."""
+"""Console problem detection and the streaming ConsoleWatcher, on real consoles (tests/data/console/README.md)."""
 
+import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from harness.guest import READY_MARKER
 from harness.vm import console as con
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "console"
@@ -93,6 +97,142 @@ def test_excerpt_is_bounded():
     assert got[-1] == lines[250 + con.CONTEXT_AFTER]
 
 
+# ---------------------------------------------------------------- ConsoleWatcher on a stream
+
+BOOT = "boot-vanilla-6.12.117-tcg-q35-2G-2cpu.txt"
+PANIC = "panic-no-init-vanilla-6.12.117.txt"
+CAPTURES = sorted(p.name for p in DATA.glob("*.txt"))
+
+
+def chunks(text: str, size: int) -> list[str]:
+    """``text`` in pieces of ``size`` characters, as a pty delivers it: most end mid-line."""
+    pieces = [text[i:i + size] for i in range(0, len(text), size)]
+    if len(pieces) > 1:
+        assert any(not piece.endswith("\n") for piece in pieces[:-1]), "no piece ends mid-line"
+    return pieces
+
+
+def watch(text: str, size: int, **kw) -> con.ConsoleWatcher:
+    watcher = con.ConsoleWatcher(**kw)
+    for piece in chunks(text, size):
+        watcher.feed(piece)
+    return watcher
+
+
+@pytest.mark.parametrize("size", [1, 7, 777, 1 << 16])
+def test_watcher_sees_ready_on_a_clean_boot(size):
+    boot = read(BOOT)
+    watcher = watch(boot, size)
+    assert watcher.ready_time is not None
+    assert watcher.problem is None
+    assert watcher.settled_problem(settle=0) is None
+    assert watcher.wait_ready(deadline=0) == watcher.ready_time
+    # every line arrives whole, whatever the split (a \r|\n split may add an empty line)
+    assert [l for l in watcher.text().split("\n") if l] == [l for l in con.normalise(boot) if l]
+    assert watcher.tail(3).split("\n")[-1] == watcher.text().split("\n")[-1]
+
+
+def test_watcher_ready_marker_split_across_chunks_and_without_newline():
+    boot = read(BOOT)
+    cut = boot.index(READY_MARKER) + len(READY_MARKER) // 2
+    watcher = con.ConsoleWatcher()
+    watcher.feed(boot[:cut])
+    assert watcher.ready_time is None
+    watcher.feed(boot[cut:cut + len(READY_MARKER)])  # the marker whole, its newline not yet
+    assert watcher.ready_time is not None
+
+
+@pytest.mark.parametrize("size", [5, 300, 1 << 16])
+def test_watcher_finds_the_panic_of_a_real_boot(size):
+    watcher = watch(read(PANIC), size)
+    assert watcher.problem == "panic"
+    assert watcher.ready_time is None
+    assert watcher.wait_ready(deadline=time.monotonic() + 30) is None  # at once: the problem wins
+    problem = watcher.settled_problem(settle=0)
+    assert problem is not None and problem.kind == "panic"
+    assert problem.text.endswith("Kernel panic - not syncing: Requested init /no-such-init failed (error -2).")
+    assert problem.text in problem.excerpt and "Call Trace:" in problem.excerpt
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+@pytest.mark.parametrize("size", [3, 64])
+def test_watcher_agrees_with_first_problem(name, size):
+    """The stream finds the report the whole-text scan finds, in every capture."""
+    text = read(name)
+    watcher = watch(text, size)
+    watcher.close()  # a capture may end without a newline: its last line counts at the end
+    expected = con.first_problem(text)
+    got = watcher.settled_problem(settle=0)
+    if expected is None:
+        assert got is None and watcher.problem is None
+    else:
+        assert got is not None and (got.kind, got.text) == (expected.kind, expected.text)
+
+
+def test_watcher_a_report_line_counts_once_complete_or_at_close():
+    watcher = con.ConsoleWatcher()
+    watcher.feed("[ 4.5] Kernel panic - not syncing: Attempted to kill init!")
+    assert watcher.problem is None  # the line may go on; kinds are decided on whole lines
+    assert not watcher.closed
+    watcher.close()
+    assert watcher.closed and watcher.problem == "panic"
+
+
+def test_watcher_keeps_the_first_problem_and_ignores_expected_ones():
+    watcher = con.ConsoleWatcher(ignore=[re.compile(r"WARNING: .* at mm/expected\.c")])
+    watcher.feed(read(BOOT))
+    watcher.feed("[ 9.0] WARNING: CPU: 1 PID: 7 at mm/expected.c:1 f+0x1/0x2\n")
+    assert watcher.problem is None
+    watcher.feed(read("doc-bug-hunting-oops.txt") + "\n")
+    watcher.feed(read("doc-kasan.txt"))
+    problem = watcher.settled_problem(settle=0)
+    assert problem is not None and problem.kind == "BUG"
+    assert problem.text == "BUG: unable to handle kernel NULL pointer dereference at   (null)"
+
+
+def test_watcher_wait_ready_times_out():
+    watcher = con.ConsoleWatcher()
+    watcher.feed(read(BOOT)[:2000])
+    t0 = time.monotonic()
+    assert watcher.wait_ready(deadline=t0 + 0.2) is None
+    assert time.monotonic() - t0 >= 0.15
+
+
+def test_watcher_wakes_waiters_from_the_feeding_thread():
+    boot = read(BOOT)
+    watcher = con.ConsoleWatcher()
+
+    def feed():
+        for piece in chunks(boot, 997):
+            watcher.feed(piece)
+            time.sleep(0.001)
+        watcher.close()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        assert watcher.wait_ready(deadline=time.monotonic() + 30) is not None
+        watcher.wait_closed()
+        assert watcher.closed
+    finally:
+        feeder.join()
+
+
+def test_watcher_settle_ends_early_when_the_stream_closes():
+    watcher = con.ConsoleWatcher()
+    watcher.feed(read(PANIC))
+    closer = threading.Timer(0.1, watcher.close)
+    closer.start()
+    t0 = time.monotonic()
+    problem = watcher.settled_problem(settle=20)
+    assert time.monotonic() - t0 < 10
+    assert problem is not None and problem.kind == "panic"
+    closer.join()
+
+
+# ---------------------------------------------------------------- the VM's console
+
+
 def _vm(tmp_path, **kw):
     from harness.vm import VM
 
@@ -103,20 +243,21 @@ def test_vm_console_stream_ready_and_problem(tmp_path):
     from harness.errors import GuestKernelError
 
     vm = _vm(tmp_path)
-    boot = (DATA / "boot-vanilla-6.12.117-tcg-q35-2G-2cpu.txt").read_text(errors="replace")
-    # fed in odd-sized pieces, as the pty delivers it
-    for i in range(0, len(boot), 777):
-        vm._feed(boot[i:i + 777])
-    assert vm._ready_time is not None
+    boot = read(BOOT)
+    for piece in chunks(boot, 777):  # fed in odd-sized pieces, as the pty delivers it
+        vm.console.feed(piece)
+    assert vm.console.ready_time is not None
     vm.check_console()  # clean
-    vm._feed("[ 9.0] WARNING: CPU: 1 PID: 7 at mm/page_alloc.c:1 f+0x1/0x2\r\n[ 9.1] Call Trace:\r\n")
+    assert READY_MARKER in vm.console_text() and READY_MARKER in vm.console_tail()
+    vm.console.feed("[ 9.0] WARNING: CPU: 1 PID: 7 at mm/page_alloc.c:1 f+0x1/0x2\r\n[ 9.1] Call Trace:\r\n")
     with pytest.raises(GuestKernelError) as info:
         vm.check_console(settle=0)
     assert info.value.kind == "WARNING"
     assert "Call Trace:" in str(info.value)
+    assert vm.record.error == "guest kernel reported WARNING"
 
 
 def test_vm_console_ignores_expected_problems(tmp_path):
     vm = _vm(tmp_path, ignore_problems=[r"WARNING: .* at mm/expected\.c"])
-    vm._feed("[ 9.0] WARNING: CPU: 1 PID: 7 at mm/expected.c:1 f+0x1/0x2\n")
+    vm.console.feed("[ 9.0] WARNING: CPU: 1 PID: 7 at mm/expected.c:1 f+0x1/0x2\n")
     vm.check_console(settle=0)

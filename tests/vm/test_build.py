@@ -4,6 +4,7 @@ These run make (minutes on a cold cache, seconds when the vanilla build dir is w
 and take the shared build lock, so they are marked `vm` with the tests that boot kernels.
 """
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -39,14 +40,16 @@ def test_vanilla_artifacts_and_metadata(vanilla):
     assert result.directory == cache_root() / "kernels" / result.key
     meta = result.metadata
     src = resolve_source()
-    assert meta["key"] == result.key and meta["flavor"] in ("vanilla", "regions")
-    assert meta["kernel_version"] == src.version
-    assert meta["package_version"] == src.package_version
-    assert meta["patches"] == []
-    assert meta["compiler"].startswith("gcc")
-    assert meta["bzimage_size"] == result.bzimage.stat().st_size
-    assert {"extract", "patch", "configure", "build", "total"} <= meta["durations"].keys()
-    assert any("make" in line and "bzImage" in line for line in meta["reproducer"])
+    assert meta.key == result.key and meta.flavor in ("vanilla", "regions")
+    assert meta.kernel_version == src.version
+    assert meta.package_version == src.package_version
+    assert meta.patches == []
+    assert meta.compiler.startswith("gcc")
+    assert meta.bzimage_size == result.bzimage.stat().st_size
+    assert {"extract", "patch", "configure", "build", "total"} <= meta.durations.keys()
+    assert any("make" in line and "bzImage" in line for line in meta.reproducer)
+    on_disk = json.loads((result.directory / "metadata.json").read_text())
+    assert on_disk["key"] == result.key and on_disk["schema"] == meta.schema
     opts = parse_config_text(result.config_path.read_text(), strict=False)
     assert opts["NUMA"].value == "y" and opts["ACPI_NUMA"].value == "y"
     assert any(m.startswith("source:") for m in messages)

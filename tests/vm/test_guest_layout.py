@@ -6,6 +6,7 @@ import pytest
 
 from harness import checks, topology
 from harness.metrics import parse_numa_layout
+from harness.model.inputs import declared_nodes
 from harness.session import guest
 
 FLAVORS = ["vanilla", "regions"]
@@ -32,7 +33,7 @@ def test_guest_sees_declared_nodes(rh_guest, rh_topology, flavor):
 def test_layout_matches_model_exactly(rh_guest, rh_topology, guest_facts, flavor):
     vm = rh_guest(flavor, rh_topology)
     frames, inputs, declared = guest_facts(vm, flavor, rh_topology)
-    table = checks.check_capture(frames, inputs, *declared)
+    table = checks.check_capture(frames, inputs, declared)
     layout_rows = table[table["check"] == "layout"]
     assert set(layout_rows["field"]) >= {"start_pfn", "spanned", "present"}
     assert not checks.failed(table), "\n" + checks.render(table, only_failures=True)
@@ -51,6 +52,6 @@ def test_shifted_srat_is_reported(rh_build, tmp_path, guest_facts):
     build = rh_build("vanilla")
     with guest(build.bzimage, shifted, tmp_path / "vm", name="shifted-two-node") as vm:
         frames, inputs, _ = guest_facts(vm, "vanilla", "two-node")
-    table = checks.check_capture(frames, inputs, {n.id: list(n.ranges) for n in topo.nodes}, [])
+    table = checks.check_capture(frames, inputs, declared_nodes(topo))
     diffs = table[table["verdict"] != "ok"]
     assert set(diffs["field"]) >= {"spanned", "present"}, checks.render(table)

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from harness import cli
-from harness.results import compare, store
+from harness.results import store
+from harness.results.metrics import extract_metrics
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_check_offline_and_compare(run_dir, tmp_path, capsys):
     report = pd.read_csv(tmp_path / "compare.csv")
     same = report[report["verdict"] != "no-data"]
     assert not same.empty and (same["verdict"] == "same").all()
-    fr = compare.extract_metrics(run_dir / "regions-interleaved-small")
+    fr = extract_metrics(run_dir / "regions-interleaved-small")
     assert fr["free_regions_after"] >= 0 and fr["boot_seconds"] > 0
 
 

@@ -14,7 +14,7 @@ def test_region_statistics_match_model(rh_guest, rh_topology, guest_facts):
     vm = rh_guest("regions", rh_topology)
     frames, inputs, declared = guest_facts(vm, "regions", rh_topology)
     assert not frames["mem_regions.regions"].empty
-    table = checks.check_capture(frames, inputs, *declared)
+    table = checks.check_capture(frames, inputs, declared)
     region_rows = table[table["check"] == "regions"]
     # geometry, present per region and both per-zone sums were all compared
     assert {"present", "region_free_sum", "region_present_sum"} <= set(region_rows["field"])

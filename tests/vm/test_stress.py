@@ -21,5 +21,5 @@ def test_debug_kernel_survives_stress(rh_guest, rh_topology, guest_facts):
     # WARNING, BUG, lockdep, KASAN, hung task: vm.run already checked; once more after settling
     vm.check_console(settle=3.0)
     frames, inputs, declared = guest_facts(vm, "debug", rh_topology)
-    table = checks.check_capture(frames, inputs, *declared)
+    table = checks.check_capture(frames, inputs, declared)
     assert not checks.failed(table), "\n" + checks.render(table, only_failures=True)

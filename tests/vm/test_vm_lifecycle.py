@@ -14,15 +14,16 @@ import pytest
 
 from harness.errors import GuestKernelError, VMError
 from harness.guest import build_initramfs, prepare_run
+from harness.paths import cache_root
 from harness.vm import VM
-from harness.vm.accel import default_cache_dir
+from harness.vm.accel import choose_accel
 
 pytestmark = pytest.mark.vm
 
 KERNEL = Path(os.environ.get(
     "RH_TEST_KERNEL",
-    str(default_cache_dir() / "flavors/vanilla/build/arch/x86/boot/bzImage")))
-GUEST_CACHE = default_cache_dir() / "guest"
+    str(cache_root() / "flavors/vanilla/build/arch/x86/boot/bzImage")))
+GUEST_CACHE = cache_root() / "guest"
 # the size the brief measures: 2 GiB, 2 vCPUs, q35 (what the topology layer hands over)
 QEMU_ARGS = ["-machine", "q35", "-m", "2G", "-smp", "2"]
 ACCEL = os.environ.get("RH_TEST_ACCEL", "auto")
@@ -79,7 +80,8 @@ def run_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def vm(run_files):
     run_dir, initrd, key = run_files
-    with VM(KERNEL, initrd, run_dir / "vm0", QEMU_ARGS, accel=ACCEL, ssh_key=key,
+    accel = choose_accel(KERNEL, initrd, cache_root(), ACCEL)  # VM takes tcg or kvm, not auto
+    with VM(KERNEL, initrd, run_dir / "vm0", QEMU_ARGS, accel=accel, ssh_key=key,
             boot_timeout=120, name="lifecycle") as machine:
         yield machine
     assert_gone(machine.pid)

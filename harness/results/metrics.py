@@ -1,0 +1,128 @@
+"""The comparison metrics: each declares its name, unit, direction, noise floor and extraction together.
+
+A metric reduces one saved guest directory to one number (NaN where the guest has no
+such data, e.g. region metrics on vanilla). Adding a metric is adding one Metric to
+METRICS; vmstat deltas are one vmstat_delta(...) line each.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from harness.fs import read_json
+from harness.results import store
+
+
+class GuestData:
+    """Lazy, cached reads of one saved guest directory for metric extraction."""
+
+    def __init__(self, guest_dir: Path, run_meta: dict[str, Any] | None = None):
+        self.dir = Path(guest_dir)
+        self.run_meta = run_meta or {}
+
+    @functools.cached_property
+    def vm(self) -> dict[str, Any]:
+        """vm.json (QEMU argv, timings), or {} when the guest never got that far."""
+        path = self.dir / "vm.json"
+        data = read_json(path) if path.exists() else {}
+        return data if isinstance(data, dict) else {}
+
+    @functools.cached_property
+    def record(self) -> dict[str, Any]:
+        """This guest's entry in the run's metadata.json (status, workload time), or {}."""
+        for g in self.run_meta.get("guests", []):
+            if g.get("dir", f"{g.get('flavor')}-{g.get('topology')}") == self.dir.name:
+                return dict(g)
+        return {}
+
+    @functools.cache  # noqa: B019 (one GuestData per guest directory, dropped after extraction)
+    def frame(self, key: str) -> pd.DataFrame | None:
+        """metrics/<key>.csv, or None when the guest has no such frame."""
+        return store.load_metric(self.dir, key) if store.has_metric(self.dir, key) else None
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    better: Literal["lower", "higher"]
+    #: relative change a single-sample comparison counts (0.10 = 10%)
+    threshold: float
+    #: smallest absolute change that can matter, whatever the statistics say
+    noise_floor: float
+    description: str
+    extract: Callable[[GuestData], float]
+
+
+def _nan_if_none(value: object) -> float:
+    return math.nan if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _snapshot_value(frame: pd.DataFrame | None, snapshot: str, column: str) -> float:
+    if frame is None or column not in frame.columns:
+        return math.nan
+    by = frame.set_index("snapshot")[column]
+    return float(by[snapshot]) if snapshot in by.index else math.nan
+
+
+def vmstat_delta(name: str, unit: str, better: Literal["lower", "higher"], threshold: float,
+                 noise_floor: float, description: str) -> Metric:
+    """The change of one /proc/vmstat counter from the before to the after snapshot."""
+    def extract(g: GuestData) -> float:
+        v = g.frame("vmstat")
+        return _snapshot_value(v, "after", name) - _snapshot_value(v, "before", name)
+    return Metric(f"{name}_delta", unit, better, threshold, noise_floor, description, extract)
+
+
+def _free_regions(snapshot: str) -> Callable[[GuestData], float]:
+    def extract(g: GuestData) -> float:
+        regions = g.frame("mem_regions.regions")
+        if regions is None:
+            return math.nan
+        snap = regions[(regions["snapshot"] == snapshot) & (regions["present"] > 0)]
+        return float((snap["free"] == snap["present"]).sum()) if not snap.empty else math.nan
+    return extract
+
+
+def _free_pages_after(g: GuestData) -> float:
+    z = g.frame("zoneinfo")
+    if z is None:
+        return math.nan
+    after = z[z["snapshot"] == "after"]
+    return float(after["nr_free_pages"].sum()) if not after.empty else math.nan
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("boot_seconds", "s", "lower", 0.25, 0.2, "QEMU start to the guest's ready marker (TCG: noisy)",
+           lambda g: _nan_if_none(g.vm.get("boot_seconds"))),
+    Metric("workload_seconds", "s", "lower", 0.25, 1.0, "wall time of the workload",
+           lambda g: _nan_if_none(g.record.get("workload_seconds"))),
+    Metric("free_regions_before", "regions", "higher", 0.0, 1.0,
+           "regions with every present page free, before the workload (regions kernels only)",
+           _free_regions("before")),
+    Metric("free_regions_after", "regions", "higher", 0.0, 1.0,
+           "regions with every present page free, after the workload (the series' headline)",
+           _free_regions("after")),
+    Metric("nr_free_pages_after", "pages", "higher", 0.05, 256, "free pages summed over zones, after",
+           _free_pages_after),
+    vmstat_delta("pgfault", "events", "lower", 0.10, 1000, "page faults during the workload"),
+    vmstat_delta("compact_stall", "events", "lower", 0.25, 10, "direct compaction stalls during the workload"),
+    vmstat_delta("pgmigrate_success", "pages", "lower", 0.25, 1000, "pages migrated during the workload"),
+    vmstat_delta("numa_miss", "pages", "lower", 0.25, 1000, "allocations that missed their preferred node"),
+)}
+
+DEFAULT_METRICS = tuple(METRICS)
+
+
+def extract_metrics(guest_dir: Path, run_meta: dict[str, Any] | None = None,
+                    names: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, float]:
+    """Scalar metrics of one guest directory (NaN where the guest has no such data)."""
+    g = GuestData(guest_dir, run_meta)
+    return {name: METRICS[name].extract(g) for name in names}
