@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
-from harness.errors import CheckFailed, HarnessError, InfraError, UserError
+from harness.errors import CheckFailed, HarnessError, InfraError, Interrupted, UserError
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -136,6 +138,60 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from harness import run as main_job
+    from harness.fs import write_csv
+    from harness.results import calibrate, compare, stats
+    from harness.results.metrics import METRICS
+    from harness.table import render_table
+
+    if args.from_run:
+        run_dir = Path(args.from_run)
+    else:
+        opts = main_job.RunOptions(flavors=(args.variant,), topologies=(args.topology,), workload=args.workload,
+                                   seconds=args.seconds, interval=args.interval, out=Path(args.out),
+                                   accel=args.accel, repeat=args.repeat)
+        run_dir, outcomes = main_job.run(opts)
+        main_job.raise_for_outcomes(outcomes, run_dir)
+    _, samples = compare.load_run(run_dir)
+    variants = sorted({s.variant for s in samples})
+    if len(variants) != 1:
+        raise UserError(f"{run_dir}: calibration needs repetitions of one variant, the run has {', '.join(variants)}")
+    tables = []
+    for topo in sorted({s.topology for s in samples}):
+        values = {m: [s.values[m] for s in samples if s.topology == topo] for m in METRICS}
+        specs = {m: stats.MetricSpec(METRICS[m].better, METRICS[m].noise_floor) for m in METRICS}
+        table, family = calibrate.calibration_table(values, specs, alpha=args.alpha, shift=args.shift)
+        tables.append(table.assign(topology=topo, family_false_alarm_rate=family))
+        rows: list[tuple[object, ...]] = [tuple(table.columns)]
+        rows += [tuple("-" if pd_isna(v) else (f"{v:.4g}" if isinstance(v, float) else v) for v in r)
+                 for r in table.itertuples(index=False)]
+        print(f"== {variants[0]} on {topo}: A/A over random half splits, alpha {args.alpha}; "
+              f"share of splits with any alarm: {family:.3f}")
+        print(render_table(rows, right=set(range(1, len(table.columns)))))
+    import pandas as pd
+
+    write_csv(run_dir / "calibration.csv", pd.concat(tables, ignore_index=True))
+    print(f"\ncalibration: {run_dir / 'calibration.csv'}")
+    return 0
+
+
+def pd_isna(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def cmd_bisect(args) -> int:
+    from harness.bisect import BisectOptions, bisect
+
+    opts = BisectOptions(base=Path(args.base), metric=args.metric, variant=args.variant, topology=args.topology,
+                         workload=args.workload, seconds=args.seconds, repeat=args.repeat, source=args.source)
+    patch, tried = bisect(opts, progress=lambda m: print(m, file=sys.stderr))
+    for t in tried:
+        print(f"prefix {t['prefix']} ({t['patch']}): {t['verdict']} {t['direction']} median {t['median']:.4g}")
+    print(f"first bad patch: {patch}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from harness.results.report import write_report
 
@@ -216,6 +272,31 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--all", action="store_true", help="print every row, not only differences")
     c.set_defaults(func=cmd_check)
 
+    ca = sub.add_parser("calibrate", help="A/A repetitions of one variant: false-alarm rate, repetitions needed")
+    ca.add_argument("--variant", default="regions")
+    ca.add_argument("--topology", default="one-node")
+    ca.add_argument("--repeat", type=int, default=10)
+    ca.add_argument("--workload", default="stress")
+    ca.add_argument("--seconds", type=int, default=10)
+    ca.add_argument("--interval", type=float, default=5.0)
+    ca.add_argument("--out", default="runs")
+    ca.add_argument("--accel", default="auto", choices=("auto", "tcg", "kvm"))
+    ca.add_argument("--from", dest="from_run", help="analyse this existing run instead of running one")
+    ca.add_argument("--alpha", type=float, default=0.01)
+    ca.add_argument("--shift", type=float, default=0.05, help="relative shift to find the repetitions for")
+    ca.set_defaults(func=cmd_calibrate)
+
+    bi = sub.add_parser("bisect", help="build each prefix of the series and name the first patch that regresses")
+    bi.add_argument("--base", required=True, help="run with the good samples (same variant and topology)")
+    bi.add_argument("--metric", required=True)
+    bi.add_argument("--variant", default="regions")
+    bi.add_argument("--topology", default="two-node")
+    bi.add_argument("--workload", default="stress")
+    bi.add_argument("--seconds", type=int)
+    bi.add_argument("--repeat", type=int, default=5)
+    bi.add_argument("--source", help="kernel tarball or tree")
+    bi.set_defaults(func=cmd_bisect)
+
     rp = sub.add_parser("report", help="write report.html with figures for a run")
     rp.add_argument("run")
     rp.add_argument("--against", help="base run to judge this one against")
@@ -258,14 +339,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("paramiko").setLevel(logging.WARNING)  # one line per ssh connect otherwise
+    # signals can only be caught in the main thread (a test may call main() from another)
+    catch = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _interrupted) for s in (signal.SIGTERM, signal.SIGHUP)} if catch else {}
     try:
-        return args.func(args)
+        return int(args.func(args))
     except HarnessError as exc:
         print(f"harness {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Interrupted as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,13 @@ class CheckFailed(HarnessError):
     """Observed metrics differ from the model; the CLI exits non-zero."""
 
     exit_code = 4
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so runs are marked aborted and QEMU is stopped."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum

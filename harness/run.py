@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import errno
 import logging
 import platform
 import shutil
@@ -18,7 +19,7 @@ import pandas as pd
 
 from harness import checks, kernel, topology, workloads
 from harness.errors import CheckFailed, GuestKernelError, InfraError, UserError, VMError
-from harness.fs import atomic_write, read_json_state, write_csv, write_json
+from harness.fs import atomic_write, disk_full_is_infra, read_json_state, write_csv, write_json
 from harness.kernel import BuildResult
 from harness.results import store
 from harness.results.offline import check_vm_dir
@@ -121,6 +122,10 @@ def run_guest(build: BuildResult, variant: Variant, topo: topology.Topology, opt
             out.status = GuestStatus.CHECK_FAILED
     except GuestKernelError as exc:
         out.status, out.error = GuestStatus.KERNEL_PROBLEM, str(exc)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise  # a full disk fails every guest after this one too: stop the run
+        out.status, out.error = GuestStatus.ERROR, f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 (any failure of one guest is that guest's outcome)
         out.status, out.error = GuestStatus.ERROR, f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (UserError, InfraError)):
@@ -137,24 +142,44 @@ def run(opts: RunOptions, progress: Progress = print) -> tuple[Path, list[GuestO
         raise UserError("--topologies: give at least one topology (see `harness topology list`)")
     topos = [topology.load(t) for t in opts.topologies]
     workloads.get(opts.workload)  # bad names fail before any build
+    for flavor in dict.fromkeys(v.flavor for v in variants):
+        kernel.load_flavor(flavor)  # a bad flavor fails before a run directory exists
     started = _dt.datetime.now(_dt.UTC)
-    run_dir = Path(opts.out) / started.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=False)
+    with disk_full_is_infra("creating the run directory", Path(opts.out)):
+        run_dir = _new_run_dir(Path(opts.out), started)
     meta: dict[str, Any] = {
         "started": started.isoformat(), "host": platform.node(), "qemu": qemu_version(),
         "options": {k: str(v) for k, v in vars(opts).items()},
         "topologies": {t.name: str(t.path) for t in topos}, "kernels": {}, "guests": [],
         "status": "running",
     }
-    write_json(run_dir / "metadata.json", meta)
     try:
-        return run_dir, _run_guests(opts, variants, topos, run_dir, meta, progress)
+        with disk_full_is_infra("writing the run", run_dir):
+            write_json(run_dir / "metadata.json", meta)
+            return run_dir, _run_guests(opts, variants, topos, run_dir, meta, progress)
     except BaseException as exc:
-        # a run stopped by an error or Ctrl-C says so, rather than staying "running"
+        # a run stopped by an error, a signal or Ctrl-C says so, rather than staying "running"
         meta["status"] = "aborted"
         meta["error"] = f"{type(exc).__name__}: {exc}"[:4000]
-        write_json(run_dir / "metadata.json", meta)
+        try:
+            write_json(run_dir / "metadata.json", meta)
+        except OSError as write_exc:  # a full disk may refuse even this; the error still propagates
+            log.error("%s: cannot mark the run aborted: %s", run_dir, write_exc)
         raise
+
+
+def _new_run_dir(parent: Path, started: _dt.datetime) -> Path:
+    """parent/<UTC stamp>, or <stamp>-2, -3, ... when another run started in the same second."""
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 100):
+        path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise InfraError(f"{parent}: 99 runs started in second {stamp}; is something looping?")
 
 
 def validate(opts: RunOptions) -> None:

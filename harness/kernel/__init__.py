@@ -5,6 +5,7 @@ from harness.kernel.build import (
                                   PatchStep,
                                   build,
                                   cache_key,
+                                  cached_build,
                                   compiler_version,
                                   error_excerpt,
                                   format_steps,
@@ -27,7 +28,7 @@ from harness.kernel.source import KernelSource, read_version, resolve_source
 from harness.paths import cache_root
 
 __all__ = [
-    "BuildResult", "PatchStep", "build", "cache_key", "pre_key", "compiler_version", "error_excerpt",
+    "BuildResult", "cached_build", "PatchStep", "build", "cache_key", "pre_key", "compiler_version", "error_excerpt",
     "format_steps", "build_lock", "cache_root", "ConfigOption", "Flavor", "configure",
     "list_flavors", "load_flavor", "parse_config_text", "parse_fragment",
     "requested_options", "verify_config", "Patch", "apply_in_staging", "parse_series", "sync_series",

@@ -412,6 +412,13 @@ def _lookup(root: Path, key: str) -> BuildMetadata | None:
     return meta if meta and meta.key == key else None
 
 
+def cached_build(key: str) -> BuildResult | None:
+    """The cache entry kernels/<key> as a BuildResult, or None when it is absent or damaged."""
+    root = cache_root()
+    meta = _lookup(root, key)
+    return BuildResult(meta.flavor, key, root / "kernels" / key, meta, cached=True) if meta else None
+
+
 def _store(ctx: _Context, key: str, patches: list[Patch], log_path: Path, started: str,
            t0: float, ccache: dict, force: bool = False) -> BuildResult:
     """Copy the artifacts into kernels/<key>/ through a temp dir + rename (never half an entry)."""

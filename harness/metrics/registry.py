@@ -24,6 +24,7 @@ import pandas as pd
 
 from .buddyinfo import parse_buddyinfo
 from .dmesg import NumaLayout, parse_e820, parse_numa_layout
+from .extfrag import parse_extfrag
 from .firmware_memmap import parse_firmware_memmap
 from .mem_regions import parse_mem_free_blocks, parse_mem_regions, parse_mem_regions_config
 from .node import parse_node_meminfo, parse_node_numastat, parse_node_vmstat
@@ -166,6 +167,8 @@ REGISTRY: tuple[KernelFile, ...] = (
     KernelFile(f"{_DEBUGFS}/regions", "regions", single(parse_mem_regions, "mem_regions.regions")),
     KernelFile(f"{_DEBUGFS}/free_blocks", "free_blocks", single(parse_mem_free_blocks, "mem_regions.free_blocks")),
     KernelFile(f"{_DEBUGFS}/config", "mem_regions[-/]config", single(_mem_regions_config, "mem_regions.config")),
+    KernelFile("/sys/kernel/debug/extfrag/unusable_index", "unusable_index", single(parse_extfrag, "unusable_index")),
+    KernelFile("/sys/kernel/debug/extfrag/extfrag_index", "extfrag_index", single(parse_extfrag, "extfrag_index")),
     # saved by tests/data/capture.py as firmware-memmap/N/{start,end,type}
     KernelFile("/sys/firmware/memmap/*/*", r"(?:firmware-)?memmap/(?P<entry>\d+)/(?P<field>start|end|type)",
                Reader(("firmware_memmap",), _firmware_memmap), live=False),

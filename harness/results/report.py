@@ -4,7 +4,7 @@ Figures (matplotlib, Agg backend, so no display is needed):
   distributions.png       every comparison metric, one strip per variant and topology
   regions-<guest>.png     region occupancy: regions x snapshots, colour = free fraction
   free-regions.png        wholly free regions over time, one line per guest
-  extfrag.png             the kernel's fragmentation index over time (when the run has it)
+  extfrag.png             the kernel's unusable-free-space index at the THP order over time
 The verdict table comes from harness.results.compare; cost.csv (harness bench cost) is
 shown as a table when the run directory holds one.
 """
@@ -148,8 +148,9 @@ def write_report(run_dir: Path, out: Path | None = None, against: Path | None = 
                       "regions with every present page free", out, "free-regions.png")
     if free:
         figures.append(("Wholly free regions over time", free))
-    extfrag = _over_time(guests, "extfrag_index", "index", "Fragmentation index over time (mean over zones)",
-                         "extfrag index", out, "extfrag.png")
+    extfrag = _over_time(guests, "unusable_index", "order9",
+                         "Free memory unusable for a THP (order 9), mean over zones (debugfs extfrag)",
+                         "unusable index (0 = all usable, 1 = none)", out, "extfrag.png")
     if extfrag:
         figures.append(("Fragmentation index over time", extfrag))
     for g in guests:
@@ -175,7 +176,7 @@ def write_report(run_dir: Path, out: Path | None = None, against: Path | None = 
         esc = html.escape(title)
         parts.append(f"<h2>{esc}</h2><img src=\"{html.escape(path.name)}\" alt=\"{esc}\">")
     if not extfrag:
-        parts.append("<p>No extfrag_index frames in this run: the fragmentation figure is left out.</p>")
+        parts.append("<p>No extfrag frames in this run: the fragmentation figure is left out.</p>")
     style = ("body{font-family:sans-serif;margin:2em}table.t{border-collapse:collapse;font-size:12px}"
              "table.t td,table.t th{padding:2px 6px;border-bottom:1px solid #ddd}img{max-width:100%}")
     page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>report {html.escape(run_dir.name)}"

@@ -105,6 +105,36 @@ def same_threshold(n_base: int, n_new: int, effect_sd: float = SAME_EFFECT_SD,
     return float(np.quantile(cal, 0.95))
 
 
+def calibrated_p_rows(base: Floats, new: Floats) -> Floats:
+    """calibrated_p of raw_p for many comparisons of equal sizes at once (one per row)."""
+    null = null_distribution(base.shape[1], new.shape[1])
+    p = _raw_p_rows(base, new)
+    const = (np.ptp(base, axis=1) == 0) & (np.ptp(new, axis=1) == 0) & (base[:, 0] == new[:, 0])
+    cal = (np.searchsorted(null, p * (1 + 1e-9), side="right") + 1) / (len(null) + 1)
+    return np.where(const, 1.0, cal)
+
+
+def bh_reject(p: Floats, alpha: float) -> npt.NDArray[np.bool_]:
+    """Benjamini-Hochberg on each row of p (metrics in columns): which are rejected at ``alpha``."""
+    m = p.shape[1]
+    order = np.argsort(p, axis=1)
+    ranked = np.take_along_axis(p, order, axis=1)
+    below = ranked <= alpha * np.arange(1, m + 1) / m
+    # every rank up to the largest one below its line is rejected
+    last = np.where(below.any(axis=1), m - 1 - np.argmax(below[:, ::-1], axis=1), -1)
+    rejected_ranked = np.arange(m)[None, :] <= last[:, None]
+    out = np.empty_like(rejected_ranked)
+    np.put_along_axis(out, order, rejected_ranked, axis=1)
+    return out
+
+
+def different_rows(base: Floats, new: Floats, spec: MetricSpec, alpha: float = ALPHA) -> npt.NDArray[np.bool_]:
+    """For one metric judged alone (no correction): which rows judge() would call DIFFERENT."""
+    cal = calibrated_p_rows(base, new)
+    big = np.abs(np.median(new, axis=1) - np.median(base, axis=1)) >= spec.noise_floor
+    return (cal <= alpha) & big
+
+
 def median_ratio_ci(base: Floats, new: Floats, level: float = 0.95, n_boot: int = BOOTSTRAP,
                     seed: int = 0) -> tuple[float, float, float]:
     """(median(new)/median(base), low, high) with a percentile bootstrap interval; NaN when base is 0."""

@@ -90,3 +90,16 @@ def guest_dirs(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     return sorted(p for p in run_dir.iterdir()
                   if p.is_dir() and ((p / "dmesg.txt").exists() or (p / "vm.json").exists()))
+
+
+def last_ok_run(parent: Path) -> Path | None:
+    """The newest run directory under ``parent`` whose metadata says status ok (what nightly compares with)."""
+    from harness.fs import read_json_state
+
+    runs = sorted((p for p in Path(parent).iterdir() if p.is_dir() and (p / "metadata.json").exists()),
+                  key=lambda p: p.name) if Path(parent).is_dir() else []
+    for run in reversed(runs):
+        meta = read_json_state(run / "metadata.json")
+        if isinstance(meta, dict) and meta.get("status") == "ok":
+            return run
+    return None

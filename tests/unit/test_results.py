@@ -174,3 +174,25 @@ def test_report_has_every_figure_it_references(tmp_path):
     assert {"distributions.png", "free-regions.png", "regions-regions-two-node-r1.png"} <= names
     for f in figures:
         assert f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 2000, f
+
+
+def test_last_ok_run_skips_failed_and_aborted(tmp_path):
+    for name, status in (("20261130-010000", "ok"), ("20261201-010000", "failed"), ("20261201-020000", "aborted")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metadata.json").write_text(json.dumps({"status": status}))
+    assert store.last_ok_run(tmp_path) == tmp_path / "20261130-010000"
+    assert store.last_ok_run(tmp_path / "none") is None
+
+
+def test_bisect_search_finds_the_first_bad_prefix():
+    from harness.bisect import first_bad
+
+    for n in range(1, 9):
+        for culprit in range(1, n + 1):
+            asked = []
+
+            def is_bad(k, culprit=culprit, asked=asked):
+                asked.append(k)
+                return k >= culprit
+            assert first_bad(n, is_bad) == culprit
+            assert len(asked) <= max(1, n.bit_length())

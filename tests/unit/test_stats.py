@@ -1,6 +1,7 @@
 """The verdict statistics on seeded synthetic samples: false-alarm rate, power, labels."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness.results import stats
@@ -88,3 +89,28 @@ def test_calibration_makes_min_p_a_p_value():
     cal = np.array([stats.calibrated_p(x, 8, 8) for x in null[::40]])
     # uniform: the share of calibrated p-values at most 0.1 is about 0.1
     assert abs((cal <= 0.1).mean() - 0.1) < 0.05
+
+
+def test_calibration_on_a_a_data_and_repeats_needed():
+    from harness.results import calibrate
+
+    rng = np.random.default_rng(7)
+    samples = {"quiet": list(rng.normal(100, 0.5, 16)), "noisy": list(rng.normal(100, 20, 16)),
+               "flat": [4.0] * 16}
+    specs = {m: stats.MetricSpec("lower") for m in samples}
+    table, family = calibrate.calibration_table(samples, specs, alpha=0.05)
+    t = table.set_index("metric")
+    assert (t["false_alarm_rate"] <= 0.1).all() and family <= 0.15
+    # a 5% shift of a 0.5%-noise metric needs few repetitions; of a 20%-noise one, more than 20
+    assert t.loc["quiet", "repeats_for_5pct"] <= 5
+    assert pd.isna(t.loc["noisy", "repeats_for_5pct"])
+
+
+def test_vectorised_bh_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    p = rng.random((200, 9)) ** 3
+    ours = stats.bh_reject(p, 0.05)
+    for row, mine in zip(p, ours, strict=True):
+        assert (multipletests(row, alpha=0.05, method="fdr_bh")[0] == mine).all()
