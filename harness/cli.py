@@ -85,9 +85,11 @@ def cmd_run(args) -> int:
     opts = main_job.RunOptions(
         flavors=_csv(args.flavors), topologies=_csv(args.topologies), workload=args.workload,
         seconds=args.seconds, interval=args.interval, out=Path(args.out), accel=args.accel,
-        source=args.source, jobs=args.jobs, append=args.append, repeat=args.repeat)
+        source=args.source, jobs=args.jobs, append=args.append, repeat=args.repeat,
+        region_size=args.region_size or None)
     run_dir, outcomes = main_job.run(opts)
     print(main_job.summary(outcomes))
+    print("\n" + main_job.headline(outcomes, run_dir))
     print(f"\nrun directory: {run_dir}")
     main_job.raise_for_outcomes(outcomes, run_dir)
     return 0
@@ -262,6 +264,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--interval", type=float, default=5.0, help="seconds between snapshots")
     r.add_argument("--out", default="runs", help="parent of the run directory")
     r.add_argument("--jobs", type=int)
+    r.add_argument("--region-size", default="16M",
+                   help="mem_region_size= for kernels with the series (default 16M; '' for the kernel's 512M)")
     r.add_argument("--repeat", type=int, default=1,
                    help="repetitions of every guest, interleaved A B A B (statistics need 5 or more)")
     vm_options(r)

@@ -6,8 +6,10 @@ import datetime as _dt
 import enum
 import errno
 import logging
+import math
 import platform
 import shutil
+import statistics
 import time
 import traceback
 from collections.abc import Callable
@@ -22,9 +24,11 @@ from harness.errors import CheckFailed, GuestKernelError, InfraError, UserError,
 from harness.fs import atomic_write, disk_full_is_infra, read_json_state, write_csv, write_json
 from harness.kernel import BuildResult
 from harness.results import store
+from harness.results.metrics import extract_metrics
 from harness.results.offline import check_vm_dir
 from harness.session import guest
 from harness.table import render_table
+from harness.units import memparse
 from harness.variant import Variant, parse_variants
 from harness.vm import qemu_version
 from harness.vm.snapshots import Sampler, save_snapshot, take_snapshot
@@ -52,6 +56,9 @@ class RunOptions:
     jobs: int | None = None
     append: str = ""                    # extra kernel command line
     repeat: int = 1                     # repetitions of every (variant, topology), interleaved
+    #: mem_region_size= for flavors carrying the series (None: the kernel's 512M). 16M gives a
+    #: 2 GiB guest 128 regions, enough to see consolidation; 512M gives it 4.
+    region_size: str | None = "16M"
 
 
 class GuestStatus(enum.StrEnum):
@@ -108,7 +115,7 @@ def run_guest(build: BuildResult, variant: Variant, topo: topology.Topology, opt
     """
     wl = workloads.get(opts.workload)
     out = GuestOutcome(variant, topo.name, vm_dir.name)
-    append = " ".join(a for a in (variant.append, opts.append) if a)
+    append = " ".join(a for a in (variant.append, _region_param(variant, opts), opts.append) if a)
     try:
         vm_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(topo.path, vm_dir / f"{topo.name}.yaml")
@@ -132,6 +139,13 @@ def run_guest(build: BuildResult, variant: Variant, topo: topology.Topology, opt
             log.error("%s: unexpected error\n%s", out.name, traceback.format_exc())
     out.record = read_json_state(vm_dir / "vm.json") or {}
     return out
+
+
+def _region_param(variant: Variant, opts: RunOptions) -> str:
+    """The run's region size as a boot parameter, for kernels with the series whose variant does not set one."""
+    if not opts.region_size or any(p.startswith("mem_region_size=") for p in variant.params):
+        return ""
+    return f"mem_region_size={opts.region_size}" if kernel.load_flavor(variant.flavor).patches else ""
 
 
 def run(opts: RunOptions, progress: Progress = print) -> tuple[Path, list[GuestOutcome]]:
@@ -188,6 +202,11 @@ def validate(opts: RunOptions) -> None:
         raise UserError(f"--repeat {opts.repeat}: give 1 or more repetitions")
     if opts.seconds is not None and opts.seconds <= 0:
         raise UserError(f"--seconds {opts.seconds}: the workload needs a positive duration")
+    if opts.region_size:
+        try:
+            memparse(opts.region_size)
+        except ValueError:
+            raise UserError(f"--region-size {opts.region_size!r}: give a size such as 16M") from None
     if not opts.interval > 0:
         raise UserError(f"--interval {opts.interval}: seconds between snapshots must be positive")
 
@@ -246,7 +265,7 @@ def _run_guests(opts: RunOptions, variants: tuple[Variant, ...], topos: list[top
     meta["status"] = "ok" if all(o.status is GuestStatus.OK for o in outcomes) else "failed"
     meta["duration_seconds"] = round(time.monotonic() - t0, 1)
     write_json(run_dir / "metadata.json", meta)
-    atomic_write(run_dir / "summary.txt", summary(outcomes) + "\n")
+    atomic_write(run_dir / "summary.txt", summary(outcomes) + "\n\n" + headline(outcomes, run_dir) + "\n")
     return outcomes
 
 
@@ -265,6 +284,35 @@ def raise_for_outcomes(outcomes: list[GuestOutcome], run_dir: Path) -> None:
     if any(o.status is GuestStatus.ERROR for o in bad):
         raise InfraError(text)
     raise CheckFailed(text)
+
+
+#: the figures a user wants first, per topology and variant (medians over repetitions)
+HEADLINE = (("free_regions_before", "free regions before"), ("free_regions_after", "after"),
+            ("unusable_thp_after", "unusable@order9 after"), ("thp_fault_success", "THP success"),
+            ("compact_stall_delta", "compaction stalls"))
+
+
+def headline(outcomes: list[GuestOutcome], run_dir: Path) -> str:
+    """One table per topology comparing the variants on the headline figures."""
+    values: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for o in outcomes:
+        if o.status is GuestStatus.ERROR or not (run_dir / o.name).is_dir():
+            continue
+        got = extract_metrics(run_dir / o.name, None, tuple(m for m, _ in HEADLINE))
+        values.setdefault((o.topology, str(o.variant)), []).append(got)
+    blocks = []
+    for topo in dict.fromkeys(t for t, _ in values):
+        rows: list[tuple[object, ...]] = [("variant", "n", *(label for _, label in HEADLINE))]
+        for (t, variant), samples in values.items():
+            if t != topo:
+                continue
+            cells = []
+            for m, _ in HEADLINE:
+                vals = [s[m] for s in samples if not math.isnan(s[m])]
+                cells.append(f"{statistics.median(vals):.4g}" if vals else "-")
+            rows.append((variant, len(samples), *cells))
+        blocks.append(f"{topo}:\n{render_table(rows, right=set(range(1, len(HEADLINE) + 2)))}")
+    return "\n\n".join(blocks)
 
 
 def summary(outcomes: list[GuestOutcome]) -> str:

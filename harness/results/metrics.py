@@ -76,8 +76,7 @@ def vmstat_delta(name: str, unit: str, better: Literal["lower", "higher"], thres
                  noise_floor: float, description: str) -> Metric:
     """The change of one /proc/vmstat counter from the before to the after snapshot."""
     def extract(g: GuestData) -> float:
-        v = g.frame("vmstat")
-        return _snapshot_value(v, "after", name) - _snapshot_value(v, "before", name)
+        return _delta(g, name)
     return Metric(f"{name}_delta", unit, better, threshold, noise_floor, description, extract)
 
 
@@ -89,6 +88,28 @@ def _free_regions(snapshot: str) -> Callable[[GuestData], float]:
         snap = regions[(regions["snapshot"] == snapshot) & (regions["present"] > 0)]
         return float((snap["free"] == snap["present"]).sum()) if not snap.empty else math.nan
     return extract
+
+
+def _unusable_thp(g: GuestData) -> float:
+    """Mean over zones of the unusable index at order 9 (a THP) in the after snapshot."""
+    u = g.frame("unusable_index")
+    if u is None or "order9" not in u.columns:
+        return math.nan
+    after = u[u["snapshot"] == "after"]
+    return float(after["order9"].mean()) if not after.empty else math.nan
+
+
+def _thp_success(g: GuestData) -> float:
+    """Share of THP faults that got a huge page during the workload (NaN when there were none)."""
+    alloc = _delta(g, "thp_fault_alloc")
+    fallback = _delta(g, "thp_fault_fallback")
+    total = alloc + fallback
+    return alloc / total if total > 0 else math.nan
+
+
+def _delta(g: GuestData, name: str) -> float:
+    v = g.frame("vmstat")
+    return _snapshot_value(v, "after", name) - _snapshot_value(v, "before", name)
 
 
 def _free_pages_after(g: GuestData) -> float:
@@ -112,10 +133,18 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            _free_regions("after")),
     Metric("nr_free_pages_after", "pages", "higher", 0.05, 256, "free pages summed over zones, after",
            _free_pages_after),
+    Metric("unusable_thp_after", "index 0-1", "lower", 0.10, 0.01,
+           "free memory unusable for an order-9 allocation after the workload, mean over zones (debugfs extfrag)",
+           _unusable_thp),
+    Metric("thp_fault_success", "share", "higher", 0.05, 0.02,
+           "THP faults served with a huge page: thp_fault_alloc / (alloc + fallback) during the workload",
+           _thp_success),
     vmstat_delta("pgfault", "events", "lower", 0.10, 1000, "page faults during the workload"),
     vmstat_delta("compact_stall", "events", "lower", 0.25, 10, "direct compaction stalls during the workload"),
     vmstat_delta("pgmigrate_success", "pages", "lower", 0.25, 1000, "pages migrated during the workload"),
     vmstat_delta("numa_miss", "pages", "lower", 0.25, 1000, "allocations that missed their preferred node"),
+    vmstat_delta("compact_success", "events", "higher", 0.25, 10, "successful direct compactions during the workload"),
+    vmstat_delta("thp_fault_fallback", "events", "lower", 0.25, 10, "THP faults that fell back to small pages"),
 )}
 
 DEFAULT_METRICS = tuple(METRICS)

@@ -5,6 +5,7 @@ import pytest
 
 from harness import bench
 from harness.errors import ParseError, UserError
+from harness.metrics import parse_control_result
 from harness.metrics.pfbench import parse_pfbench
 
 
@@ -34,9 +35,11 @@ def test_summary_ratios_and_determinism():
     assert "(1.168x)" in text and "(1.000x)" in text
 
 
-def test_pfbench_line():
-    got = parse_pfbench("pfbench order=0 pages=16384 ns_per_fault=616.4\n")
-    assert got == {"order": 0.0, "pages": 16384.0, "ns_per_fault": 616.4}
+def test_pfbench_and_bench_outputs_captured_in_a_guest(data_dir):
+    got = parse_pfbench((data_dir / "bench" / "pfbench-order0.txt").read_text())
+    assert got == {"order": 0.0, "pages": 163840.0, "ns_per_fault": 4986.0}
+    bench_out = (data_dir / "captures" / "6.12-regions-two-node" / "control-bench").read_text()
+    assert parse_control_result(bench_out)["ns_per_op"] > 0
     for bad in ("", "pfbench order=0\n", "a\nb\n"):
         with pytest.raises(ParseError):
             parse_pfbench(bad)

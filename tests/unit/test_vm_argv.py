@@ -19,7 +19,7 @@ def test_argv_shape():
     assert argv[argv.index("-kernel") + 1] == "/k/bzImage"
     assert argv[argv.index("-initrd") + 1] == "/i/initrd.gz"
     assert argv[argv.index("-append") + 1] == "console=ttyS0 panic=-1 loglevel=5 rh.x=1"
-    assert argv[argv.index("-netdev") + 1] == "user,id=n0,hostfwd=tcp:127.0.0.1:40022-:22"
+    assert argv[argv.index("-netdev") + 1] == "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22"
     assert argv[argv.index("-device") + 1] == "virtio-net-pci,netdev=n0,romfile="
     assert argv[argv.index("-accel") + 1] == "tcg"
     assert argv[argv.index("-serial") + 1] == "stdio"

@@ -16,6 +16,7 @@ def run_dir(tmp_path_factory, rh_build):
     out = tmp_path_factory.mktemp("runs")
     status = cli.main(["run", "--flavors", "vanilla,regions,regions+mem_region_sort=0",
                        "--topologies", "interleaved-small", "--seconds", "8", "--interval", "2",
+                       "--region-size", "512M",
                        "--out", str(out)])
     (run,) = out.iterdir()
     assert status == 0, (run / "summary.txt").read_text()
