@@ -29,7 +29,7 @@ from .cpio import CpioWriter
 log = logging.getLogger(__name__)
 
 #: bump when the layout of the image changes in a way the inputs do not show
-IMAGE_FORMAT = 5
+IMAGE_FORMAT = 6
 
 #: the line files/init.sh prints on the serial console once the guest is up (harness.vm
 #: waits for it); this is its one definition, keep it equal to the echo in init.sh
@@ -44,7 +44,7 @@ PROGRAMS = {
 }
 BUSYBOX = "busybox"
 #: static C helpers compiled into the image: source in files/ -> /usr/bin/<name>
-HELPERS = ("pfbench.c", "rh-seed.c")
+HELPERS = ("pfbench.c", "rh-seed.c", "churn.c")
 
 
 def guest_programs() -> frozenset[str]:
@@ -126,7 +126,7 @@ def _compile_helper(workdir: Path, source: str) -> bytes:
     out = workdir / source.removesuffix(".c")
     cc = os.environ.get("CC", "gcc")
     proc = subprocess.run(
-        [cc, "-static", "-O2", "-Wall", "-o", str(out), str(src)],
+        [cc, "-static", "-O2", "-Wall", "-pthread", "-o", str(out), str(src)],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:

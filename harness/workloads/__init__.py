@@ -110,6 +110,68 @@ class PageCacheWriter(Workload):
 
 
 @dataclass(frozen=True)
+class Churn(Workload):
+    """The original series' experiment shape: per node, threads allocate, touch and free large chunks.
+
+    The original ran ebizzy with 256 MiB chunks and 32 threads per instance on large
+    machines; here the chunk is scaled to the node (``chunk_share`` of its memory, at
+    most 256 MiB, at least 4 MiB) and the threads to its CPUs, so the chunks in flight
+    (threads x kept) cover about ``fraction`` of the node.
+    """
+
+    fraction: float = 0.5
+    chunk_share: float = 1 / 32
+    kept: int = 2
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset({"churn", "numactl"})
+
+    @property
+    def per_node(self) -> bool:
+        return True
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        out = []
+        for node in topo.nodes:
+            if not node.memory_bytes:
+                continue
+            chunk = max(4, min(256, int(node.memory_bytes * self.chunk_share) // MiB))
+            threads = max(1, int(node.memory_bytes * self.fraction) // MiB // (chunk * self.kept))
+            out.append(f"numactl {node_binding(node.id, bool(node.cpus))} churn -t {min(threads, 32)} "
+                       f"-c {chunk} -k {self.kept} -s {seconds}")
+        return out
+
+
+@dataclass(frozen=True)
+class FileTree(Workload):
+    """A metadata- and data-heavy file neighbour: many small files written, found and read, beside one large one.
+
+    The reviewers' "find plus a large job" case. The guest has no disk, so the files
+    live in tmpfs (shmem pages: movable, like page cache, and never written back).
+    """
+
+    fraction: float = 0.15
+    files: int = 1000
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset()  # busybox: sh, dd, find, cat
+
+    @property
+    def per_node(self) -> bool:
+        return False
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        mib = max(16, int(topo.memory_bytes * self.fraction) // MiB)
+        loop = (f"end=$(( $(date +%s) + {seconds} )); d=/tmp/filetree; while [ $(date +%s) -lt $end ]; do "
+                f"mkdir -p $d; i=0; while [ $i -lt {self.files} ]; do echo $i > $d/f$i; i=$((i+1)); done; "
+                f"dd if=/dev/zero of=$d/large bs=1M count={mib} 2>/dev/null; "
+                f"find $d -type f | xargs cat > /dev/null; rm -rf $d; done")
+        return ["sh -c " + shlex.quote(loop)]
+
+
+@dataclass(frozen=True)
 class Together(Workload):
     """Several workloads at once (a neighbour next to the main load)."""
 
@@ -134,6 +196,10 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Together("stress-pagecache", "the stress workload plus a page-cache writer", 20,
              parts=(_STRESS, PageCacheWriter("pagecache-writer", "dd loop over a quarter of memory", 20))),
     StressNg("soak", "stress-ng vm stressor on every node at 40% for minutes", 180, fraction=0.4),
+    Churn("churn", "threads allocating, touching and freeing large chunks on every node (ebizzy's shape)", 30),
+    FileTree("pagecache", "many small files found and read beside a large one, in tmpfs", 30),
+    Together("churn-pagecache", "churn plus the file neighbour: the consolidation experiment's default", 30,
+             parts=(Churn("churn", "", 30), FileTree("pagecache", "", 30))),
 )}
 
 

@@ -32,7 +32,37 @@ def test_memoryless_and_cpuless_nodes():
 def test_pagecache_variant_and_errors():
     cmd = workloads.get("stress-pagecache").command(topology.load("two-node"), 5)
     assert "dd if=/dev/zero of=/tmp/pagecache" in cmd
-    with pytest.raises(UserError, match="unknown workload 'nope'; known: soak, stress"):
+    with pytest.raises(UserError, match="unknown workload 'nope'; known: churn, .*stress"):
         workloads.get("nope")
     with pytest.raises(UserError, match="duration must be positive"):
         workloads.get("stress").command(topology.load("two-node"), 0)
+
+
+def test_churn_is_scaled_to_each_node_and_bound_to_it():
+    topo = topology.load("four-node")
+    cmd = workloads.get("churn").command(topo, 12)
+    jobs = re.findall(r"numactl --membind=(\d+)(?: --cpunodebind=\d+)? churn -t (\d+) -c (\d+) -k 2 -s 12", cmd)
+    assert [int(n) for n, _, _ in jobs] == [n.id for n in topo.nodes if n.ranges]
+    for node_id, threads, chunk in jobs:
+        node = topo.nodes[int(node_id)]
+        in_flight = int(threads) * int(chunk) * 2 << 20
+        assert 4 <= int(chunk) <= 256
+        assert in_flight <= node.memory_bytes * 0.5 + (int(chunk) << 21)   # about half the node
+
+
+def test_combined_workload_needs_what_its_parts_need():
+    wl = workloads.get("churn-pagecache")
+    assert wl.needs == {"churn", "numactl"} and wl.per_node
+    cmd = wl.command(topology.load("interleaved-small"), 5)
+    assert "churn -t" in cmd and "find $d -type f | xargs cat" in cmd
+
+
+def test_a_workload_needing_a_missing_program_names_it():
+    from harness.workloads import StressNg
+
+    class Fio(StressNg):
+        @property
+        def needs(self):
+            return frozenset({"fio"})
+    with pytest.raises(UserError, match="the guest image has no fio"):
+        Fio("thp-challenge", "fio writers", 10).command(topology.load("two-node"), 5)
