@@ -203,6 +203,21 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_experiment(args) -> int:
+    from harness import experiments
+    from harness.results import compare
+
+    opts = experiments.ConsolidationOptions(
+        variants=_csv(args.variants), topology=args.topology, region_size=args.region_size, repeat=args.repeat,
+        workload=args.workload, seconds=args.seconds, out=Path(args.out), accel=args.accel, source=args.source)
+    run_dir, _samples, table, verdicts = experiments.consolidation(opts)
+    print(experiments.render(table))
+    if verdicts is not None:
+        print("\n" + compare.render(verdicts))
+    print(f"\nsamples: {run_dir / 'consolidation.csv'}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from harness import bench
 
@@ -306,6 +321,21 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--against", help="base run to judge this one against")
     rp.add_argument("--out", help="directory for report.html and its PNGs (default: RUN/report)")
     rp.set_defaults(func=cmd_report)
+
+    ex = sub.add_parser("experiment", help="experiments built on the main job")
+    ex_sub = ex.add_subparsers(dest="experiment", required=True)
+    co = ex_sub.add_parser("consolidation", help="wholly free regions before -> after, repeated, vs the optimum")
+    co.add_argument("--variants", default="regions+mem_region_sort=0,regions",
+                    help="comma-separated; the first is the baseline of the verdicts")
+    co.add_argument("--topology", default="two-node")
+    co.add_argument("--region-size", default="16M")
+    co.add_argument("--repeat", type=int, default=5)
+    co.add_argument("--workload", default="churn-pagecache")
+    co.add_argument("--seconds", type=int, default=30)
+    co.add_argument("--out", default="runs")
+    co.add_argument("--accel", default="auto", choices=("auto", "tcg", "kvm"))
+    co.add_argument("--source", help="kernel tarball or tree")
+    co.set_defaults(func=cmd_experiment)
 
     be = sub.add_parser("bench", help="deterministic benchmarks under QEMU -icount")
     be_sub = be.add_subparsers(dest="bench", required=True)

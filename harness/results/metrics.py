@@ -17,6 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness.fs import read_json
+from harness.model.consolidation import observed_free_regions, optimum_free_regions
 from harness.results import store
 
 
@@ -90,6 +91,31 @@ def _free_regions(snapshot: str) -> Callable[[GuestData], float]:
     return extract
 
 
+def _regions_at(g: GuestData, snapshot: str) -> pd.DataFrame | None:
+    regions = g.frame("mem_regions.regions")
+    if regions is None:
+        return None
+    snap = regions[regions["snapshot"] == snapshot]
+    return snap if not snap.empty else None
+
+
+def _optimum(snapshot: str) -> Callable[[GuestData], float]:
+    def extract(g: GuestData) -> float:
+        snap = _regions_at(g, snapshot)
+        return math.nan if snap is None else float(optimum_free_regions(snap).sum())
+    return extract
+
+
+def _share_of_optimum(snapshot: str) -> Callable[[GuestData], float]:
+    def extract(g: GuestData) -> float:
+        snap = _regions_at(g, snapshot)
+        if snap is None:
+            return math.nan
+        best = float(optimum_free_regions(snap).sum())
+        return 100.0 * float(observed_free_regions(snap).sum()) / best if best else math.nan
+    return extract
+
+
 def _unusable_thp(g: GuestData) -> float:
     """Mean over zones of the unusable index at order 9 (a THP) in the after snapshot."""
     u = g.frame("unusable_index")
@@ -131,6 +157,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("free_regions_after", "regions", "higher", 0.0, 1.0,
            "regions with every present page free, after the workload (the series' headline)",
            _free_regions("after")),
+    Metric("optimum_free_regions_after", "regions", "higher", 0.0, 1.0,
+           "regions that could be wholly free after the workload if used memory were packed low (model)",
+           _optimum("after")),
+    Metric("free_regions_pct_optimum_after", "% of optimum", "higher", 0.0, 1.0,
+           "wholly free regions after the workload as a percentage of the model optimum", _share_of_optimum("after")),
     Metric("nr_free_pages_after", "pages", "higher", 0.05, 256, "free pages summed over zones, after",
            _free_pages_after),
     Metric("unusable_thp_after", "index 0-1", "lower", 0.10, 0.01,

@@ -1,0 +1,105 @@
+"""Experiments built on the main job: the consolidation experiment of the original region series.
+
+``consolidation`` boots each variant ``repeat`` times, interleaved, on one topology with
+small regions, runs the churn workload beside a file neighbour, and reports what the
+original series reported: wholly free regions before -> after per variant, here as a
+mean with a 95% confidence interval over the repetitions and as a share of the model
+optimum (harness.model.consolidation), with a verdict against the first variant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from harness import run as main_job
+from harness.fs import write_csv
+from harness.results import compare
+from harness.results.metrics import extract_metrics
+from harness.table import render_table
+
+FIGURES = ("free_regions_before", "free_regions_after", "optimum_free_regions_after",
+           "free_regions_pct_optimum_after")
+
+
+@dataclass(frozen=True)
+class ConsolidationOptions:
+    #: the statistics baseline (every policy off) first; the bank and evacuation policies join as they land
+    variants: tuple[str, ...] = ("regions+mem_region_sort=0", "regions")
+    topology: str = "two-node"
+    region_size: str = "16M"
+    repeat: int = 5
+    workload: str = "churn-pagecache"
+    seconds: int = 30
+    out: Path = Path("runs")
+    accel: str = "auto"
+    source: str | None = None
+
+
+def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Mean and the half-width of its Student-t confidence interval (NaN with fewer than 2 values)."""
+    a = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if len(a) == 0:
+        return math.nan, math.nan
+    if len(a) < 2:
+        return float(a.mean()), math.nan
+    half = float(sps.t.ppf(0.5 + level / 2, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)))
+    return float(a.mean()), half
+
+
+def summarize(samples: pd.DataFrame, variants: tuple[str, ...]) -> pd.DataFrame:
+    rows = []
+    for v in variants:
+        s = samples[samples["variant"] == v]
+        row: dict[str, object] = {"variant": v, "n": len(s)}
+        for f in FIGURES:
+            mean, half = mean_ci(s[f].tolist())
+            row[f], row[f"{f}_ci"] = mean, half
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render(table: pd.DataFrame) -> str:
+    def cell(mean: object, half: object) -> str:
+        m, h = float(mean), float(half)  # type: ignore[arg-type]
+        return "-" if math.isnan(m) else (f"{m:.1f}" if math.isnan(h) else f"{m:.1f} ± {h:.1f}")
+    rows: list[tuple[object, ...]] = [("variant", "n", "free regions before", "after", "optimum after",
+                                       "after, % of optimum")]
+    for r in table.to_dict("records"):
+        rows.append((r["variant"], r["n"], *(cell(r[f], r[f"{f}_ci"]) for f in FIGURES)))
+    return ("wholly free regions (mean ± 95% CI half-width over repetitions)\n"
+            + render_table(rows, right={1, 2, 3, 4, 5}))
+
+
+def consolidation(opts: ConsolidationOptions, progress: Callable[[str], None] = print
+                  ) -> tuple[Path, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """Run the experiment; returns (run dir, samples, summary table, verdicts against the first variant)."""
+    run_opts = main_job.RunOptions(flavors=opts.variants, topologies=(opts.topology,), workload=opts.workload,
+                                   seconds=opts.seconds, interval=max(2.0, opts.seconds / 6), out=opts.out,
+                                   accel=opts.accel, source=opts.source, repeat=opts.repeat,
+                                   region_size=opts.region_size)
+    run_dir, outcomes = main_job.run(run_opts, progress)
+    rows = []
+    for o in outcomes:
+        if o.status is main_job.GuestStatus.ERROR:
+            continue
+        got = extract_metrics(run_dir / o.name, None, FIGURES)
+        rep = int(o.name.rsplit("-r", 1)[1]) if opts.repeat > 1 else 1
+        rows.append({"variant": str(o.variant), "repetition": rep, "guest": o.name, **got})
+    samples = pd.DataFrame(rows, columns=["variant", "repetition", "guest", *FIGURES])
+    write_csv(run_dir / "consolidation.csv", samples)
+    table = summarize(samples, opts.variants)
+    verdicts = None
+    if len(opts.variants) > 1:
+        verdicts = pd.concat([compare.compare_variants(run_dir, opts.variants[0], v,
+                                                       ("free_regions_after", "free_regions_pct_optimum_after"))
+                              for v in opts.variants[1:]], ignore_index=True)
+        compare.write_report(verdicts, run_dir / "consolidation-verdicts")
+    main_job.raise_for_outcomes(outcomes, run_dir)
+    return run_dir, samples, table, verdicts
