@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory, rh_build):
     rh_build("regions")
     out = tmp_path_factory.mktemp("runs")
     status = cli.main(["run", "--flavors", f"{A},{A_AGAIN},{SMALLER}", "--topologies", "one-node",
-                       "--repeat", str(REPEAT), "--seconds", "4", "--interval", "2", "--out", str(out)])
+                       "--repeat", str(REPEAT), "--seconds", "2", "--interval", "1", "--out", str(out)])
     (run,) = out.iterdir()
     assert status == 0, (run / "summary.txt").read_text()
     return run
