@@ -9,6 +9,13 @@ Which path an order takes (Linux 6.12 mm/page_alloc.c, pcp_allowed_order()): ord
 to PAGE_ALLOC_COSTLY_ORDER (3) and pageblock_order (9, with THP) are served by the
 per-cpu lists, which never reach the buddy free lists and their region sorting; every
 other order (4-8, 10) goes to the buddy allocator on each alloc and free.
+
+What is and is not deterministic across boots (measured, BENCHMARKS.md): the pcp path
+and order 10 repeat to a few units in thousands. A buddy-path pair of order 4-9 costs
+what the smallest free block of at least that order costs to split and merge back, and
+which blocks are free after boot depends on what ran before (ssh logins, timers): such
+figures are exact within one boot but can differ by tens of percent between boots, and
+the summary says so instead of averaging them.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ from __future__ import annotations
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.errors import UserError
 from harness.guest.image import guest_programs
-from harness.topology import Topology
+from harness.topology import Node, Topology
 from harness.units import MiB
 
 
@@ -27,14 +28,9 @@ class Workload(ABC):
     seconds: int
 
     #: programs (besides busybox's applets) the guest image must carry
-    @property
-    @abstractmethod
-    def needs(self) -> frozenset[str]: ...
-
+    needs: ClassVar[frozenset[str]] = frozenset()
     #: True when the jobs are bound to NUMA nodes (numactl --membind/--cpunodebind)
-    @property
-    @abstractmethod
-    def per_node(self) -> bool: ...
+    per_node: ClassVar[bool] = False
 
     @abstractmethod
     def jobs(self, topo: Topology, seconds: int) -> list[str]:
@@ -62,44 +58,38 @@ def node_binding(node_id: int, has_cpus: bool) -> str:
 
 
 @dataclass(frozen=True)
-class StressNg(Workload):
+class PerNode(Workload):
+    """One job per node with memory, bound to it with numactl (a memoryless node has nothing to load)."""
+
+    per_node: ClassVar[bool] = True
+
+    @abstractmethod
+    def node_job(self, node: Node, seconds: int) -> str:
+        """The command for one node, without its numactl binding."""
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        return [f"numactl {node_binding(n.id, bool(n.cpus))} {self.node_job(n, seconds)}"
+                for n in topo.nodes if n.memory_bytes]
+
+
+@dataclass(frozen=True)
+class StressNg(PerNode):
     """One stress-ng memory stressor per node with memory, touching ``fraction`` of the node."""
 
+    needs: ClassVar[frozenset[str]] = frozenset({"stress-ng", "numactl"})
     fraction: float = 0.25
     stressor: str = "vm"
 
-    @property
-    def needs(self) -> frozenset[str]:
-        return frozenset({"stress-ng", "numactl"})
-
-    @property
-    def per_node(self) -> bool:
-        return True
-
-    def jobs(self, topo: Topology, seconds: int) -> list[str]:
-        out = []
-        for node in topo.nodes:
-            if not node.memory_bytes:
-                continue  # a memoryless node has nothing to stress
-            mib = int(node.memory_bytes * self.fraction) // MiB
-            out.append(f"numactl {node_binding(node.id, bool(node.cpus))} stress-ng --{self.stressor} 1 "
-                       f"--{self.stressor}-bytes {mib}M --timeout {seconds}s --quiet")
-        return out
+    def node_job(self, node: Node, seconds: int) -> str:
+        mib = int(node.memory_bytes * self.fraction) // MiB
+        return f"stress-ng --{self.stressor} 1 --{self.stressor}-bytes {mib}M --timeout {seconds}s --quiet"
 
 
 @dataclass(frozen=True)
 class PageCacheWriter(Workload):
     """A dd loop writing and reading back a file of ``fraction``/2 of memory: page-cache pressure."""
 
-    fraction: float = 0.25
-
-    @property
-    def needs(self) -> frozenset[str]:
-        return frozenset()  # dd, cat, date: busybox
-
-    @property
-    def per_node(self) -> bool:
-        return False
+    fraction: float = 0.25  # dd, cat, date: busybox, so it needs nothing more
 
     def jobs(self, topo: Topology, seconds: int) -> list[str]:
         mib = max(16, int(topo.memory_bytes * self.fraction) // MiB // 2)
@@ -110,7 +100,7 @@ class PageCacheWriter(Workload):
 
 
 @dataclass(frozen=True)
-class Churn(Workload):
+class Churn(PerNode):
     """The original series' experiment shape: per node, threads allocate, touch and free large chunks.
 
     The original ran ebizzy with 256 MiB chunks and 32 threads per instance on large
@@ -119,28 +109,15 @@ class Churn(Workload):
     (threads x kept) cover about ``fraction`` of the node.
     """
 
+    needs: ClassVar[frozenset[str]] = frozenset({"churn", "numactl"})
     fraction: float = 0.5
     chunk_share: float = 1 / 32
     kept: int = 2
 
-    @property
-    def needs(self) -> frozenset[str]:
-        return frozenset({"churn", "numactl"})
-
-    @property
-    def per_node(self) -> bool:
-        return True
-
-    def jobs(self, topo: Topology, seconds: int) -> list[str]:
-        out = []
-        for node in topo.nodes:
-            if not node.memory_bytes:
-                continue
-            chunk = max(4, min(256, int(node.memory_bytes * self.chunk_share) // MiB))
-            threads = max(1, int(node.memory_bytes * self.fraction) // MiB // (chunk * self.kept))
-            out.append(f"numactl {node_binding(node.id, bool(node.cpus))} churn -t {min(threads, 32)} "
-                       f"-c {chunk} -k {self.kept} -s {seconds}")
-        return out
+    def node_job(self, node: Node, seconds: int) -> str:
+        chunk = max(4, min(256, int(node.memory_bytes * self.chunk_share) // MiB))
+        threads = max(1, int(node.memory_bytes * self.fraction) // MiB // (chunk * self.kept))
+        return f"churn -t {min(threads, 32)} -c {chunk} -k {self.kept} -s {seconds}"
 
 
 @dataclass(frozen=True)
@@ -152,15 +129,7 @@ class FileTree(Workload):
     """
 
     fraction: float = 0.15
-    files: int = 1000
-
-    @property
-    def needs(self) -> frozenset[str]:
-        return frozenset()  # busybox: sh, dd, find, cat
-
-    @property
-    def per_node(self) -> bool:
-        return False
+    files: int = 1000  # sh, dd, find, xargs, cat: busybox, so it needs nothing more
 
     def jobs(self, topo: Topology, seconds: int) -> list[str]:
         mib = max(16, int(topo.memory_bytes * self.fraction) // MiB)
@@ -178,11 +147,11 @@ class Together(Workload):
     parts: tuple[Workload, ...] = ()
 
     @property
-    def needs(self) -> frozenset[str]:
+    def needs(self) -> frozenset[str]:  # type: ignore[override]  # what the parts need
         return frozenset().union(*(p.needs for p in self.parts))
 
     @property
-    def per_node(self) -> bool:
+    def per_node(self) -> bool:  # type: ignore[override]
         return any(p.per_node for p in self.parts)
 
     def jobs(self, topo: Topology, seconds: int) -> list[str]:
