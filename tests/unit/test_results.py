@@ -196,3 +196,25 @@ def test_bisect_search_finds_the_first_bad_prefix():
                 return k >= culprit
             assert first_bad(n, is_bad) == culprit
             assert len(asked) <= max(1, n.bit_length())
+
+
+def test_report_page_renders_in_a_browser(tmp_path):
+    """Headless chromium shows the page: the screenshot is not blank (ci/setup.sh installs chromium)."""
+    import shutil
+    import subprocess
+
+    import matplotlib.image as mpimg
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is not installed: run ci/setup.sh"
+    run = make_run(tmp_path / "run", {"regions+mem_region_sort=0": [1000, 1001], "regions": [1000, 1003]},
+                   capture="6.12-regions-two-node")
+    assert cli.main(["report", str(run)]) == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={shot}", "--window-size=1200,1600",
+                    (run / "report" / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = mpimg.imread(shot)[..., :3]
+    # a blank page is one colour; a rendered report has text, tables and figures
+    assert pixels.std() > 0.05 and (pixels.reshape(-1, 3) < 0.5).any(axis=1).mean() > 0.005
