@@ -3,6 +3,7 @@
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -218,3 +219,32 @@ def test_report_page_renders_in_a_browser(tmp_path):
     pixels = mpimg.imread(shot)[..., :3]
     # a blank page is one colour; a rendered report has text, tables and figures
     assert pixels.std() > 0.05 and (pixels.reshape(-1, 3) < 0.5).any(axis=1).mean() > 0.005
+
+
+def test_bisect_builds_prefixes_reruns_and_names_the_culprit(tmp_path, monkeypatch):
+    """bisect's wiring with fake builds and guests: prefix 3 of 4 is where pgfault jumps."""
+    from harness import bisect as bis
+    from harness.kernel import PatchStep
+    from harness.run import GuestOutcome, GuestStatus
+    from harness.variant import Variant
+
+    base = make_run(tmp_path / "base", {"regions": [1000 + i for i in range(5)]})
+    patches = [SimpleNamespace(name=f"000{k}-p.patch") for k in range(1, 5)]
+    monkeypatch.setattr(bis.kernel, "parse_series", lambda: patches)
+    steps = [PatchStep(p.name, True, True, 1.0, key=f"key{k}") for k, p in enumerate(patches, 1)]
+    monkeypatch.setattr(bis.kernel, "build", lambda *a, **kw: SimpleNamespace(steps=steps, metadata=None))
+    monkeypatch.setattr(bis.kernel, "cached_build", lambda key: SimpleNamespace(key=key))
+    ran = []
+
+    def fake_guest(build, variant, topo, opts, vm_dir, progress):
+        prefix = int(build.key.removeprefix("key"))
+        ran.append(prefix)
+        extra = 9000 if prefix >= 3 else 1000
+        make_guest(vm_dir.parent, vm_dir.name, "6.12-vanilla-two-node", boot=6.0, pgfault_extra=extra + len(ran))
+        return GuestOutcome(Variant.parse("regions"), topo.name, vm_dir.name, GuestStatus.OK)
+    monkeypatch.setattr(bis, "run_guest", fake_guest)
+    culprit, tried = bis.bisect(bis.BisectOptions(base=base, metric="pgfault_delta", repeat=5),
+                                progress=lambda *_: None)
+    assert culprit == "0003-p.patch"
+    assert [t["prefix"] for t in tried] == [4, 2, 3] and [t["bad"] for t in tried] == [True, False, True]
+    assert sorted(set(ran)) == [2, 3, 4]
