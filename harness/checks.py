@@ -182,6 +182,11 @@ def check_regions(
     free_tolerance (pages); an idle one should match exactly.
     """
     geometry = compare(model_regions_df, observed_regions_df, ["start_pfn", "end_pfn", "present"])
+    # a region cannot hold more free pages than it has: an unsigned underflow of its
+    # counter (2^64 - 3) is caught here, by region, not only as a wrong zone sum
+    bounds = pd.DataFrame({"free_min": 0.0, "free_max": model_regions_df["present"].astype("float64")},
+                          index=model_regions_df.index)
+    free = compare(bounds, observed_regions_df, ["free"], report_extra=False)
     populated = zoneinfo_df[zoneinfo_df["present"] > 0]
     expected = pd.DataFrame(
         {"region_free_sum": populated["nr_free_pages"], "region_present_sum": populated["present"]}
@@ -194,7 +199,11 @@ def check_regions(
         ["region_free_sum", "region_present_sum"],
         {"region_free_sum": free_tolerance},
     )
-    return pd.concat([geometry, totals], ignore_index=True)
+    return pd.concat([geometry, free, totals], ignore_index=True)
+
+
+#: mm/vmstat.c calculate_normal_threshold(): "The maximum threshold is 125"
+MAX_VMSTAT_THRESHOLD = 125
 
 
 def unfolded_vmstat_bound(zoneinfo: pd.DataFrame) -> int:
@@ -204,10 +213,13 @@ def unfolded_vmstat_bound(zoneinfo: pd.DataFrame) -> int:
     folding them into the zone counter zoneinfo prints, so the printed value is exact
     only within threshold x CPUs, even right after /proc/sys/vm/stat_refresh (the
     snapshot's own processes allocate). The region counts are exact under the zone lock.
+    The threshold is read from the capture, so it is capped at the kernel's own
+    maximum: an inflated figure must not widen the tolerance enough to hide a leak.
     """
     if "vm_stats_threshold" not in zoneinfo.columns or "pcp_cpus" not in zoneinfo.columns:
         return 0
-    drift = zoneinfo["vm_stats_threshold"].fillna(0) * zoneinfo["pcp_cpus"].fillna(0)
+    threshold = zoneinfo["vm_stats_threshold"].fillna(0).clip(upper=MAX_VMSTAT_THRESHOLD)
+    drift = threshold * zoneinfo["pcp_cpus"].fillna(0)
     return int(drift.to_numpy().max())
 
 
@@ -223,14 +235,14 @@ class Check:
 
     name: str
     #: the verdict table, or None when the capture has nothing this check looks at
-    run: Callable[[Frames, Layout], pd.DataFrame | None]
+    run: Callable[[Frames, Layout, ModelInputs], pd.DataFrame | None]
 
 
-def _zone_layout(frames: Frames, layout: Layout) -> pd.DataFrame:
+def _zone_layout(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.DataFrame:
     return check_layout(layout.zones, frames["zoneinfo"])
 
 
-def _node_memtotal(frames: Frames, layout: Layout) -> pd.DataFrame | None:
+def _node_memtotal(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.DataFrame | None:
     meminfo = frames.get("node_meminfo")
     if meminfo is None or meminfo.empty:
         return None
@@ -239,13 +251,17 @@ def _node_memtotal(frames: Frames, layout: Layout) -> pd.DataFrame | None:
     return compare(bounds.astype("float64"), meminfo, ["MemTotal_kB"])
 
 
-def _region_stats(frames: Frames, layout: Layout) -> pd.DataFrame | None:
+def _region_stats(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.DataFrame | None:
     # The region lines of /proc/zoneinfo come from the same read as nr_free_pages, so
     # their sum is compared with it; the debugfs file is read later in the snapshot.
     regions = frames.get("zoneinfo.regions")
     if regions is None or regions.empty:
         regions = frames.get("mem_regions.regions")
     if regions is None or regions.empty:
+        if inputs.regions_reported:
+            # the boot log says the series set up regions: their statistics must be there
+            return pd.DataFrame([("regions", "region statistics", "reported (dmesg: memory regions)", None,
+                                  MISSING)], columns=TABLE_COLUMNS, dtype=object)
         return None  # a kernel without the series
     zoneinfo = frames["zoneinfo"]
     return check_regions(predict_regions(layout), regions, zoneinfo, free_tolerance=unfolded_vmstat_bound(zoneinfo))
@@ -269,7 +285,7 @@ def check_capture(frames: Frames, inputs: ModelInputs, declared: DeclaredNodes |
     layout = layout_of(inputs, declared)
     tables = []
     for check in CHECKS:
-        table = check.run(frames, layout)
+        table = check.run(frames, layout, inputs)
         if table is not None:
             tables.append(table.assign(check=check.name))
     return pd.concat(tables, ignore_index=True)

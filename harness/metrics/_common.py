@@ -35,12 +35,19 @@ def lines_of(text: str, source: str, *, require_final_newline: bool = True) -> l
     return lines
 
 
+#: the kernel prints counters as s64 or u64: anything outside is garbled text
+INT_MIN, UINT_MAX = -(2**63), 2**64 - 1
+
+
 def to_int(token: str, source: str, lineno: int, what: str) -> int:
     """Parse a decimal number the kernel printed, or raise ParseError at that line."""
     try:
-        return int(token)
+        value = int(token)
     except ValueError:
         raise ParseError(source, lineno, f"{what}: expected a number, got {token!r}") from None
+    if not INT_MIN <= value <= UINT_MAX:
+        raise ParseError(source, lineno, f"{what}: {token} does not fit the kernel's 64-bit counters")
+    return value
 
 
 # pd.Index construction costs ~50-150 us; snapshots repeat the same zone names, node
@@ -82,11 +89,19 @@ def fast_index(arrays: Sequence[Sequence[Hashable]], names: list[str]) -> pd.Ind
 
 
 def int_frame(rows: list[list[int]], index: pd.Index, columns: list[str]) -> pd.DataFrame:
-    """One int64 block: far cheaper to build than a frame from dicts or per-column arrays."""
-    if rows:
+    """One int64 block: far cheaper to build than a frame from dicts or per-column arrays.
+
+    The kernel prints u64 counters; one at 2^63 or above (an unsigned underflow such as
+    a region free count gone below zero prints 18446744073709551613) does not fit int64,
+    so such a frame is kept as Python ints: the value survives for the checks to see.
+    """
+    if not rows:
+        return pd.DataFrame(np.empty((0, len(columns)), dtype=np.int64), index=index,
+                            columns=cached_index(columns), copy=False)
+    try:
         data = np.array(rows, dtype=np.int64)
-    else:
-        data = np.empty((0, len(columns)), dtype=np.int64)
+    except OverflowError:
+        data = np.array(rows, dtype=object)
     return pd.DataFrame(data, index=index, columns=cached_index(columns), copy=False)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from harness.errors import ParseError
 from harness.model.inputs import DEFAULT_ZONES, ModelInputs, Range
 from harness.model.layout import zones_from_kconfig
@@ -13,6 +15,8 @@ from .kconfig import parse_config_text
 __all__ = ["parse_cmdline", "parse_model_inputs"]
 
 _CMDLINE = "Command line:"
+#: printed by the series at boot for every zone with regions (kernel-patches/0001)
+_REGIONS_LINE = re.compile(r"node \d+ zone \S+: \d+ memory regions of ")
 
 
 def parse_cmdline(dmesg_text: str) -> tuple[str, int | None]:
@@ -76,4 +80,5 @@ def parse_model_inputs(dmesg_text: str, config_text: str | None, source: str = "
         mem_region_size=size("mem_region_size"),
         srat_ranges={n: tuple(r) for n, r in srat.items()} or None,   # None: the kernel saw no SRAT
         memoryless=memoryless,
+        regions_reported=_REGIONS_LINE.search(dmesg_text) is not None,
     )

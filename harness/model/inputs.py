@@ -39,6 +39,8 @@ class ModelInputs:
     srat_ranges: Mapping[int, tuple[Range, ...]] | None = None
     #: nodes the kernel set up as memoryless ("Initmem setup node N as memoryless")
     memoryless: tuple[int, ...] = ()
+    #: the boot log says the series set up memory regions ("node N zone Z: K memory regions of S")
+    regions_reported: bool = False
 
 
 @dataclass(frozen=True)

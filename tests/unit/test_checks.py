@@ -33,10 +33,13 @@ def zoneinfo_like(layout, managed=None):
 def regions_like(layout, zoneinfo):
     r = predict_regions(layout).copy()
     r["free"] = 0
-    # put each zone's free pages into its first region with room
+    # spread each zone's free pages over its regions, lowest first, no region over its present
     for (node, zone), z in zoneinfo[zoneinfo["present"] > 0].iterrows():
-        first = r.loc[(node, zone)].query("present > 0").index[0]
-        r.loc[(node, zone, first), "free"] = z["nr_free_pages"]
+        left = int(z["nr_free_pages"])
+        for region, present in r.loc[(node, zone), "present"].items():
+            take = min(left, int(present))
+            r.loc[(node, zone, region), "free"] = take
+            left -= take
     return r
 
 
@@ -118,7 +121,14 @@ def test_check_regions_ok_and_failures(layout):
     model = predict_regions(layout)
     t = check_regions(model, obs, zi)
     assert not failed(t), render(t)
-    assert set(t["field"]) == {"start_pfn", "end_pfn", "present", "region_free_sum", "region_present_sum"}
+    assert set(t["field"]) == {"start_pfn", "end_pfn", "present", "free", "region_free_sum", "region_present_sum"}
+
+    # a region free count that went below zero prints as 2^64 - 3: named by region and field
+    under = obs.copy().astype({"free": object})
+    under.loc[(1, "DMA32", 0), "free"] = 2**64 - 3
+    t = check_regions(model, under, zi)
+    bad_rows = t[t["verdict"] != "ok"][["key", "field"]].values.tolist()
+    assert ["node1/DMA32/region0", "free"] in bad_rows
 
     # a kernel that counts the other node's pages in node0's region 1
     bad = obs.copy()
@@ -140,3 +150,33 @@ def test_check_regions_ok_and_failures(layout):
     verdicts = t[t["verdict"] != "ok"].groupby("verdict")["key"].apply(set).to_dict()
     assert "node1/DMA32/region3" in verdicts["DIFF"]
     assert verdicts["missing"] == {"node0/DMA32/region0"}
+
+
+def test_an_inflated_vmstat_threshold_cannot_hide_a_leak(layout):
+    from harness.checks import MAX_VMSTAT_THRESHOLD, unfolded_vmstat_bound
+
+    zi = zoneinfo_like(layout).assign(vm_stats_threshold=100_000, pcp_cpus=2)
+    assert unfolded_vmstat_bound(zi) == MAX_VMSTAT_THRESHOLD * 2
+    obs = regions_like(layout, zi)
+    leak = obs.copy()
+    leak.loc[(1, "DMA32", 0), "free"] -= 100_000   # a 100k-page leak from the region statistics
+    t = check_regions(predict_regions(layout), leak, zi, free_tolerance=unfolded_vmstat_bound(zi))
+    assert ["node1/DMA32", "region_free_sum"] in t[t["verdict"] != "ok"][["key", "field"]].values.tolist()
+
+
+def test_stripped_region_data_fails_when_the_boot_log_reports_regions(data_dir):
+    from harness.checks import check_capture
+    from harness.metrics import load_capture, parse_model_inputs
+
+    capture = data_dir / "captures" / "6.12-regions-two-node"
+    inputs = parse_model_inputs((capture / "dmesg.txt").read_text(), (capture / "config").read_text())
+    assert inputs.regions_reported
+    frames = load_capture(str(capture))
+    assert not failed(check_capture(frames, inputs))
+    stripped = {k: v for k, v in frames.items() if k not in ("zoneinfo.regions", "mem_regions.regions")}
+    t = check_capture(stripped, inputs)
+    assert failed(t) and "region statistics" in set(t["field"])
+    vanilla = data_dir / "captures" / "6.12-vanilla-two-node"
+    v_inputs = parse_model_inputs((vanilla / "dmesg.txt").read_text(), (vanilla / "config").read_text())
+    assert not v_inputs.regions_reported
+    assert not failed(check_capture(load_capture(str(vanilla)), v_inputs))

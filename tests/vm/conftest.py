@@ -5,6 +5,7 @@ import pytest
 from harness import topology
 from harness.metrics import parse_model_inputs, parse_snapshot
 from harness.model.inputs import declared_nodes
+from harness.variant import Variant
 from harness.vm.snapshots import take_snapshot
 
 
@@ -22,7 +23,7 @@ def guest_facts(rh_build):
     """
     def facts(vm, flavor, topo_name):
         dmesg = vm.run("dmesg", check=True).stdout
-        config = rh_build(flavor.split("+")[0]).config_path.read_text()
+        config = rh_build(Variant.parse(flavor).flavor).config_path.read_text()
         inputs = parse_model_inputs(dmesg, config, f"{vm.name}:dmesg")
         declared = declared_nodes(topology.load(topo_name))
         frames = parse_snapshot(take_snapshot(vm, "test").files)
