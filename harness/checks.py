@@ -238,7 +238,13 @@ class Check:
     run: Callable[[Frames, Layout, ModelInputs], pd.DataFrame | None]
 
 
+def _missing_file(name: str) -> pd.DataFrame:
+    return pd.DataFrame([(name, "file", "captured", None, MISSING)], columns=TABLE_COLUMNS, dtype=object)
+
+
 def _zone_layout(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.DataFrame:
+    if "zoneinfo" not in frames:
+        return _missing_file("/proc/zoneinfo")  # every kernel has it: a snapshot without it is broken
     return check_layout(layout.zones, frames["zoneinfo"])
 
 
@@ -263,7 +269,9 @@ def _region_stats(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.Dat
             return pd.DataFrame([("regions", "region statistics", "reported (dmesg: memory regions)", None,
                                   MISSING)], columns=TABLE_COLUMNS, dtype=object)
         return None  # a kernel without the series
-    zoneinfo = frames["zoneinfo"]
+    zoneinfo = frames.get("zoneinfo")
+    if zoneinfo is None:
+        return None  # reported missing by the layout check
     return check_regions(predict_regions(layout), regions, zoneinfo, free_tolerance=unfolded_vmstat_bound(zoneinfo))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from harness import checks, kernel, topology, workloads
-from harness.errors import CheckFailed, GuestKernelError, InfraError, UserError, VMError
+from harness.errors import CheckFailed, GuestKernelError, InfraError, ParseError, UserError, VMError
 from harness.fs import atomic_write, disk_full_is_infra, read_json_state, write_csv, write_json
 from harness.kernel import BuildResult
 from harness.results import store
@@ -129,6 +129,9 @@ def run_guest(build: BuildResult, variant: Variant, topo: topology.Topology, opt
             out.status = GuestStatus.CHECK_FAILED
     except GuestKernelError as exc:
         out.status, out.error = GuestStatus.KERNEL_PROBLEM, str(exc)
+    except ParseError as exc:
+        # what the guest kernel printed is garbled or cut: a finding about the guest, named by file and line
+        out.status, out.error = GuestStatus.CHECK_FAILED, str(exc)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise  # a full disk fails every guest after this one too: stop the run

@@ -37,7 +37,9 @@ def check_vm_dir(vm_dir: Path) -> pd.DataFrame:
         snap = vm_dir / "snapshots" / label
         if snap.is_dir():
             files, _clock = store.read_snapshot(snap)
-            tables.append(checks.check_capture(parse_snapshot(files), inputs, declared).assign(snapshot=label))
+            # named by guest and snapshot, so a parse error says which file of which guest
+            named = {f"{vm_dir.name}/snapshots/{label}/{name}": text for name, text in files.items()}
+            tables.append(checks.check_capture(parse_snapshot(named), inputs, declared).assign(snapshot=label))
     if not tables:
         raise UserError(f"{vm_dir}: no before/after snapshot to check")
     return pd.concat(tables, ignore_index=True)
