@@ -329,7 +329,7 @@ def parser() -> argparse.ArgumentParser:
                     help="comma-separated; the first is the baseline of the verdicts")
     co.add_argument("--topology", default="two-node")
     co.add_argument("--region-size", default="16M")
-    co.add_argument("--repeat", type=int, default=8)
+    co.add_argument("--repeat", type=int, default=16)
     co.add_argument("--workload", default="churn-pagecache")
     co.add_argument("--seconds", type=int, default=30)
     co.add_argument("--out", default="runs")

@@ -34,8 +34,9 @@ class ConsolidationOptions:
     variants: tuple[str, ...] = ("regions+mem_region_sort=0", "regions")
     topology: str = "two-node"
     region_size: str = "16M"
-    #: 5 gave 95% CI half-widths of 6.0 and 4.4 points of the optimum on two-node; 8 keeps both under 5
-    repeat: int = 8
+    #: measured on two-node (BENCHMARKS.md): 5 repetitions gave 95% CI half-widths of 6.0 and 4.4
+    #: points of the optimum, 8 gave 3.6 and 6.9; that spread puts 16 under 5 points
+    repeat: int = 16
     workload: str = "churn-pagecache"
     seconds: int = 30
     out: Path = Path("runs")

@@ -248,3 +248,12 @@ def test_bisect_builds_prefixes_reruns_and_names_the_culprit(tmp_path, monkeypat
     assert culprit == "0003-p.patch"
     assert [t["prefix"] for t in tried] == [4, 2, 3] and [t["bad"] for t in tried] == [True, False, True]
     assert sorted(set(ran)) == [2, 3, 4]
+
+
+@pytest.mark.parametrize("victim", ["vm.json", "metrics/vmstat.csv"])
+def test_corrupt_files_of_a_run_exit_2_naming_them(tmp_path, capsys, victim):
+    base = make_run(tmp_path / "base", {"vanilla": [1000]})
+    new = make_run(tmp_path / "new", {"vanilla": [1000]})
+    (new / "vanilla-two-node" / victim).write_bytes(b"\xff\xfe{not,\"json\n\x00")
+    assert cli.main(["compare", str(base), str(new)]) == 2
+    assert victim.split("/")[-1] in capsys.readouterr().err
