@@ -48,6 +48,9 @@ MAX_DISTANCE = 254  # 255 means "unreachable" in the SLIT
 
 # xAPIC ids: SRAT type 0 entries carry an 8-bit APIC id and 0xff is broadcast.
 MAX_CPUS = 255
+#: the most guest RAM a topology may declare: far beyond what this harness boots, far below
+#: where 64-bit SRAT fields or the q35 map above 4G could overflow
+MAX_MEMORY = 1 << 40
 
 _TOP_KEYS = {"name", "description", "machine", "memory", "cpus", "nodes", "distances"}
 _NODE_KEYS = {"id", "cpus", "memory", "ranges"}
@@ -136,12 +139,33 @@ def load(name_or_path: str | os.PathLike[str]) -> Topology:
             f"{', '.join(list_topologies()) or '(none)'}"
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise TopologyError(f"{display_path(path)}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                            "save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise TopologyError(f"{display_path(path)}: not valid YAML: {exc}") from exc
     topo = _Parser(path).parse(data)
     log.debug("loaded topology %s from %s: %d nodes", topo.name, path, len(topo.nodes))
     return topo
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (YAML would keep the last silently)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice; keep one", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def display_path(path: Path) -> str:
@@ -174,6 +198,8 @@ def parse_cpus(value: Any) -> list[int]:
             last = int(m.group(2)) if m.group(2) is not None else first
             if last < first:
                 raise ValueError(f"range {part!r} goes backwards")
+            if last >= MAX_CPUS:  # bounded before expanding: '0-100000000000' must not fill memory
+                raise ValueError(f"cpu {last} in {part!r} is beyond the {MAX_CPUS} vCPUs a topology can have")
             cpus.extend(range(first, last + 1))
         return cpus
     raise ValueError(f"expected a CPU list such as [0, 1] or '0-1', got {value!r}")
@@ -252,6 +278,9 @@ class _Parser:
         memory = self.size("memory", data["memory"])
         if memory == 0:
             raise self.fail("memory", "must be more than 0")
+        if memory > MAX_MEMORY:
+            raise self.fail("memory", f"{fmt_size(memory)} is more than the {fmt_size(MAX_MEMORY)} a topology "
+                                      "can declare (the q35 map and the SRAT encoder are checked up to there)")
         cpus = data["cpus"]
         if not isinstance(cpus, int) or isinstance(cpus, bool) or not 1 <= cpus <= MAX_CPUS:
             raise self.fail("cpus", f"expected a vCPU count from 1 to {MAX_CPUS}, got {cpus!r}")

@@ -64,10 +64,29 @@ def probe_kvm(kernel: Path, initrd: Path, workdir: Path, timeout: float = PROBE_
         return False, str(exc).splitlines()[0]
 
 
-def _read_probes(path: Path) -> dict[str, dict[str, str]]:
+def _read_probes(path: Path) -> dict[str, dict[str, object]]:
     """The probe cache; a missing or garbled one is empty (it is only a cache)."""
     data = read_json_state(path)
     return data if isinstance(data, dict) else {}
+
+
+#: a probe's answer is trusted this long: a host whose KVM gets fixed (or broken) by
+#: something the key does not see is probed again within a day
+PROBE_MAX_AGE = 24 * 3600.0
+
+
+def probe_key(qemu: str, guest_release: str, host_release: str) -> str:
+    """What a probe's answer depends on: QEMU, the guest kernel's release, the host kernel.
+
+    The guest release ("6.12.117"), not its whole version string: that one carries the
+    build time, and every rebuild would pay for a new 20 s probe.
+    """
+    return f"{qemu} | {guest_release.split()[0]} | host {host_release}"
+
+
+def _fresh(hit: dict[str, object]) -> bool:
+    epoch = hit.get("epoch")
+    return isinstance(epoch, int | float) and 0 <= time.time() - epoch < PROBE_MAX_AGE
 
 
 def choose_accel(kernel: Path, initrd: Path, cache_dir: Path, requested: str = "auto") -> str:
@@ -89,11 +108,9 @@ def choose_accel(kernel: Path, initrd: Path, cache_dir: Path, requested: str = "
 
     cache_dir = Path(cache_dir)
     path = cache_dir / PROBE_FILE
-    # the release ("6.12.117"), not the whole version string: that one carries the
-    # build time, and every rebuild would pay for a new 20 s probe
-    key = f"{qemu_version()} | {kernel_release(kernel).split()[0]}"
+    key = probe_key(qemu_version(), kernel_release(kernel), os.uname().release)
     hit = _read_probes(path).get(key)
-    if isinstance(hit, dict) and hit.get("accel") in ACCELS:
+    if isinstance(hit, dict) and hit.get("accel") in ACCELS and _fresh(hit):
         accel = str(hit["accel"])
         log.info("accel %s (cached probe: %s)", accel, hit.get("reason", ""))
         return accel
@@ -109,6 +126,7 @@ def choose_accel(kernel: Path, initrd: Path, cache_dir: Path, requested: str = "
     accel = "kvm" if ok else "tcg"
     log.info("accel %s (KVM probe: %s)", accel, reason)
     cache = _read_probes(path)  # re-read: another run may have written meanwhile
-    cache[key] = {"accel": accel, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    cache[key] = {"accel": accel, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "epoch": time.time()}
     write_json(path, cache)
     return accel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import textwrap
 from pathlib import Path
 
@@ -501,3 +502,22 @@ def test_describe_shows_ranges_srat_slit_and_argv():
     assert "memory affinity: base 0x0000000180000000 length 0x0000000080000000 -> node 0, flags enabled" in text
     assert "-acpitable file=<workdir>/srat.bin" in text
     assert "-numa" not in text
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("name: t\nmemory: 2G\ncpus: 2\nnodes:\n  - {id: 0, cpus: '0-100000000000', memory: 2G}\n", "nodes[0].cpus"),
+    ("name: t\nmemory: 1180591620717411303424\ncpus: 1\nnodes:\n  - {id: 0, cpus: 0, memory: 2G}\n", "memory"),
+    ("name: t\nmemory: 2G\nmemory: 4G\ncpus: 1\nnodes:\n  - {id: 0, cpus: 0, memory: 2G}\n", "given twice"),
+])
+def test_hostile_topology_input_is_a_topology_error(tmp_path, text, field):
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(TopologyError, match=re.escape(field)):
+        topo_mod.load(path)
+
+
+def test_non_utf8_topology_file(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_bytes(b"name: t\ndescription: caf\xe9\n")
+    with pytest.raises(TopologyError, match="t.yaml: not UTF-8"):
+        topo_mod.load(path)

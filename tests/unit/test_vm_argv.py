@@ -1,8 +1,11 @@
 """QEMU argv construction, port picking, accel choice and record keeping (no QEMU started)."""
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -77,8 +80,8 @@ def test_cached_probe_is_used(tmp_path, monkeypatch):
     kernel = tmp_path / "bzImage"
     kernel.write_bytes(b"\0" * 100)
     monkeypatch.setattr(accel.os, "access", lambda *a: True)
-    key = f"{qemu.qemu_version()} | {kernel_release(kernel).split()[0]}"
-    (tmp_path / accel.PROBE_FILE).write_text(json.dumps({key: {"accel": "kvm"}}))
+    key = accel.probe_key(qemu.qemu_version(), kernel_release(kernel), os.uname().release)
+    (tmp_path / accel.PROBE_FILE).write_text(json.dumps({key: {"accel": "kvm", "epoch": time.time()}}))
     monkeypatch.setattr(accel, "probe_kvm", lambda *a, **k: pytest.fail("probed"))
     assert choose_accel(kernel, tmp_path / "i", tmp_path) == "kvm"
 
@@ -111,6 +114,28 @@ def test_probe_result_is_cached(tmp_path, monkeypatch):
     stored = json.loads((cache / accel.PROBE_FILE).read_text())
     (entry,) = stored.values()
     assert entry["accel"] == "tcg" and entry["reason"] == "hung"
+
+
+def test_probe_is_repeated_when_old_or_the_host_kernel_changed(tmp_path, monkeypatch):
+    from harness.vm import accel
+
+    kernel, initrd = tmp_path / "bzImage", tmp_path / "initrd"
+    kernel.write_bytes(b"\0" * 100)
+    initrd.write_bytes(b"x")
+    monkeypatch.setattr(accel.os, "access", lambda *a: True)
+    monkeypatch.setattr(accel, "qemu_version", lambda: "QEMU emulator version 7.2.22")
+    probes = []
+    monkeypatch.setattr(accel, "probe_kvm", lambda *a, **k: probes.append(a) or (False, "hung"))
+    choose_accel(kernel, initrd, tmp_path)
+    stored = json.loads((tmp_path / accel.PROBE_FILE).read_text())
+    (key,) = stored
+    stored[key]["epoch"] -= accel.PROBE_MAX_AGE + 1      # a day old: asked again
+    (tmp_path / accel.PROBE_FILE).write_text(json.dumps(stored))
+    choose_accel(kernel, initrd, tmp_path)
+    monkeypatch.setattr(accel.os, "uname", lambda: SimpleNamespace(release="6.99.0-new-host"))
+    choose_accel(kernel, initrd, tmp_path)             # another host kernel: asked again
+    choose_accel(kernel, initrd, tmp_path)             # then cached
+    assert len(probes) == 3
 
 
 def test_garbled_probe_cache_is_ignored(tmp_path, monkeypatch):
