@@ -16,9 +16,17 @@ def key(src=SRC, patches=(P1, P2), config=CONFIG, cc=GCC):
     return cache_key(src, list(patches), config, cc)
 
 
-def test_key_is_stable():
-    assert key() == key()
-    assert len(key()) == 64
+def test_key_is_stable_across_processes():
+    """The key is a content hash, not Python's per-process hash(): other interpreters agree."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_kernel_build import key; print(key())")
+    here = str(Path(__file__).parent)
+    keys = {subprocess.run([sys.executable, "-c", code, here], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    assert keys == {key()} and len(key()) == 64
 
 
 def test_key_changes_with_each_input():
@@ -33,11 +41,16 @@ def test_key_changes_with_each_input():
     assert key(src=SRC.replace("117-1", "117-2")) != base  # Debian package version
 
 
-def test_key_ignores_what_does_not_change_the_kernel():
-    # same bytes read twice / from another path: same key
-    copy = bytes(bytearray(P1))
-    assert key(patches=(copy, P2)) == key()
-    assert key(config=str(CONFIG)) == key()
+def test_keys_ignore_where_the_inputs_live(tmp_path):
+    """A fragment renamed or moved, or the same patch from another file, does not change the kernel."""
+    a, b = tmp_path / "a" / "base.config", tmp_path / "elsewhere" / "renamed.config"
+    for f in (a, b):
+        f.parent.mkdir()
+        f.write_text("CONFIG_NUMA=y\n")
+    assert pre_key(SRC, [a], [P1], "gcc | ld") == pre_key(SRC, [b], [P1], "gcc | ld")
+    moved = tmp_path / "moved.patch"
+    moved.write_bytes(P1)
+    assert key(patches=(moved.read_bytes(), P2)) == key()
 
 
 def test_pre_key(tmp_path):
