@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,10 +33,33 @@ def guest(kernel: Path, topo: Topology, workdir: Path, *, append: str = "", acce
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = cache_root()
-    initrd, key = prepare_run(cache / "guest", workdir)
-    chosen = choose_accel(kernel, initrd, cache, accel)
+    # the per-VM initrd (the 37 MiB image plus this VM's key) and the private key live
+    # outside the workdir and go when the VM stops: stored runs keep neither
+    scratch = Path(tempfile.mkdtemp(prefix=f"{name or topo.name}-", dir=_scratch_root(cache)))
+    try:
+        initrd, key = prepare_run(cache / "guest", scratch)
+        chosen = choose_accel(kernel, initrd, cache, accel)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     return VM(kernel, initrd, workdir, [*qemu_args(topo, workdir), *qemu_extra], accel=chosen, append=append,
-              boot_timeout=boot_timeout, name=name or topo.name, ssh_key=key)
+              boot_timeout=boot_timeout, name=name or topo.name, ssh_key=key, scratch=scratch)
+
+
+#: scratch directories older than this belong to a harness that was killed: removed
+STALE_SCRATCH = 24 * 3600.0
+
+
+def _scratch_root(cache: Path) -> Path:
+    root = cache / "scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        try:
+            if time.time() - old.stat().st_mtime > STALE_SCRATCH:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    return root
 
 
 def interactive_ssh_argv(vm: VM) -> list[str]:

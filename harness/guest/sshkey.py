@@ -48,8 +48,11 @@ def make_ssh_key(directory: Path) -> tuple[Path, str]:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    # created 0600 from the start: a private key is never world-readable, even briefly
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # created 0600 from the start: a private key is never world-readable, even briefly.
+    # A new file every time (O_EXCL, never through a symlink): truncating an existing one
+    # would keep its old mode, and a symlink planted there would receive the key.
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 

@@ -205,6 +205,7 @@ class VM:
     def __init__(self, kernel: Path, initrd: Path, workdir: Path, qemu_args: list[str], *,
                  accel: str, append: str = "", boot_timeout: float = 120,
                  name: str | None = None, ssh_key: Path | None = None, qemu: str = QEMU,
+                 scratch: Path | None = None,
                  ignore_problems: list[str] | tuple[str, ...] = ()):
         if accel not in ACCELS:
             raise ValueError(f"accel must be tcg or kvm, not {accel!r} (resolve auto with choose_accel)")
@@ -217,6 +218,8 @@ class VM:
         self.boot_timeout = boot_timeout
         self.name = name or self.workdir.name
         self.ssh_key = Path(ssh_key) if ssh_key else None
+        #: a directory of per-VM secrets and copies (ssh key, initrd) removed at shutdown
+        self.scratch = Path(scratch) if scratch else None
         self.qemu = qemu
         # regexes of console lines that are expected (a test that provokes a WARNING
         # on purpose) and must not count as a guest kernel problem
@@ -533,6 +536,7 @@ class VM:
         with self._shutdown_lock:
             if self._stopped or self._child is None:
                 self._stopped = True
+                self._remove_scratch()
                 return
             try:
                 if self._wait_exit(0) is None:
@@ -552,7 +556,12 @@ class VM:
                 self._close_child()
                 self._stopped = True
                 self._write_record()
+                self._remove_scratch()
                 log.info("%s: stopped (QEMU exit status %s)", self.name, self.record.exit_status)
+
+    def _remove_scratch(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _soft_stop(self) -> bool:
         """Ask the guest to power off; False if there was no way to ask."""

@@ -87,3 +87,21 @@ def test_build_is_cached_and_key_is_appended(tmp_path):
         assert path in listing, path
     assert not list(tmp_path.glob("*.tmp"))
     assert base.read_bytes()[:6] == b"070701", "the base archive is stored uncompressed"
+
+
+def test_private_key_replaces_a_lax_file_and_never_follows_a_symlink(tmp_path):
+    import stat
+
+    from harness.guest.sshkey import KEY_NAME, make_ssh_key
+
+    lax = tmp_path / KEY_NAME
+    lax.write_text("old")
+    lax.chmod(0o644)
+    path, _ = make_ssh_key(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    path.unlink()
+    path.symlink_to(victim)
+    path, _ = make_ssh_key(tmp_path)
+    assert victim.read_text() == "keep me" and not path.is_symlink()

@@ -35,6 +35,9 @@ def test_run_directory_has_everything(run_dir):
     guest = run_dir / "regions-interleaved-small"
     for name in ("console.log", "vm.json", "dmesg.txt", "config", "workload.log", "checks.csv"):
         assert (guest / name).is_file(), name
+    # no secrets and no 37 MiB image copies in a stored run
+    assert not list(run_dir.rglob("id_harness*")) and not list(run_dir.rglob("*.cpio"))
+    assert sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()) < 20 << 20
     labels = [p.name for p in store.snapshot_dirs(guest)]
     assert labels[0] == "before" and labels[-1] == "after"
     assert any(label.startswith("during-") for label in labels), "no sample while the workload ran"
