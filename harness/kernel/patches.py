@@ -199,6 +199,10 @@ def sync_series(patches: list[Patch], pristine: Path, tree: Path, source_desc: s
             tempfile.TemporaryDirectory(dir=state_dir, prefix=".staging-") as tmp:
         staging = Path(tmp)
         touched = apply_in_staging(patches, pristine, staging, source_desc)
+        # Written before the tree changes: should this sync be interrupted, the next one
+        # knows every file that may differ from pristine (old and new series) and
+        # restores what its series does not touch.
+        write_json(state_path, {"touched": sorted(old_touched | set(touched)), "in_progress": True})
         changed = []
         # patched files: take the staged version (or delete it if the series deletes it)
         for rel in touched:

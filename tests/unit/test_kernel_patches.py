@@ -150,3 +150,31 @@ def test_sync_on_a_hard_linked_tree_leaves_pristine_intact(patches_dir, pristine
     sync_series([], pristine, tree, "Linux 6.12.117", state)
     assert (tree / "mm/Makefile").read_bytes() == before[Path("mm/Makefile")]
     assert {p.relative_to(pristine): p.read_bytes() for p in pristine.rglob("*") if p.is_file()} == before
+
+
+def test_an_interrupted_sync_is_undone_by_the_next(patches_dir, pristine, tmp_path, monkeypatch):
+    """Killed after changing one file of the series: syncing the empty series gives back pristine."""
+    from harness.kernel import patches as patches_mod
+
+    tree = tmp_path / "tree"
+    shutil.copytree(pristine, tree)
+    state = tmp_path / "state"
+    state.mkdir()
+    (patches_dir / "series").write_text(f"{P1}\n{P2}\n")
+    series = parse_series(patches_dir)
+    real = patches_mod._make_like
+    calls = []
+
+    def dies_after_one(want, dst):
+        if calls:
+            raise KeyboardInterrupt  # the harness was stopped mid-sync
+        calls.append(dst)
+        return real(want, dst)
+    monkeypatch.setattr(patches_mod, "_make_like", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        sync_series(series, pristine, tree, "Linux 6.12.117", state)
+    assert calls, "the interruption came after the tree changed"
+    monkeypatch.setattr(patches_mod, "_make_like", real)
+    sync_series([], pristine, tree, "Linux 6.12.117", state)
+    files = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}  # noqa: E731
+    assert files(tree) == files(pristine)
