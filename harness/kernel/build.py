@@ -19,6 +19,7 @@ straight to the key on the next call.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import hashlib
 import json
@@ -27,6 +28,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -52,7 +54,8 @@ SCHEMA = 1
 #: the compiler through ccache: the same command line in every flavor dir keeps .cmd files stable
 CC = "ccache gcc"
 TARGET = "bzImage"
-PROGRESS_EVERY = 10.0  # seconds between "N objects compiled" lines
+PROGRESS_EVERY = 10.0
+_PR_SET_PDEATHSIG = 1  # seconds between "N objects compiled" lines
 
 Progress = Callable[[str], None]
 
@@ -268,6 +271,8 @@ class _Context:
     compiler: str
     durations: dict = field(default_factory=dict)
     lock_wait: float = 0.0
+    #: the build lock's descriptor while it is held (handed to make, see build_lock)
+    lock_fd: int | None = None
 
     @property
     def make_vars(self) -> list[str]:
@@ -335,8 +340,14 @@ def _run_make(ctx: _Context, log_fh, patches_count: int) -> None:
     cmd = ["make", "-C", str(ctx.srctree), f"O={ctx.builddir}", f"-j{ctx.jobs}", *ctx.make_vars, TARGET]
     log_fh.write(f"$ {' '.join(shlex.quote(c) for c in cmd)}\n")
     log_fh.flush()
+    # make leads its own process group (killed as one), dies with the harness (PDEATHSIG,
+    # re-checked against a parent that died before prctl ran), and holds the build lock's
+    # descriptor so the lock is only free once every compiler child has exited
+    parent = os.getpid()
     proc = subprocess.Popen(cmd, cwd=ctx.workdir, env=ctx.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                            start_new_session=True, pass_fds=() if ctx.lock_fd is None else (ctx.lock_fd,),
+                            preexec_fn=lambda: _die_with(parent))
     count = [0]
     compiled = re.compile(r"^\s+(CC|AS)\s")
 
@@ -360,12 +371,8 @@ def _run_make(ctx: _Context, log_fh, patches_count: int) -> None:
             except subprocess.TimeoutExpired:
                 ctx.progress(f"build: {count[0]} objects compiled, {time.monotonic() - start:.0f} s")
     except BaseException:
-        # interrupted (Ctrl-C, a killed parent): never leave make running under the lock
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        # interrupted (Ctrl-C, SIGTERM): stop make and every compiler it started
+        _kill_group(proc)
         raise
     finally:
         t.join(timeout=30)
@@ -381,6 +388,28 @@ def _run_make(ctx: _Context, log_fh, patches_count: int) -> None:
                          f"{patches_count} patch(es)) with exit code {proc.returncode}",
                          log_path=str(failed), excerpt=error_excerpt(text))
     ctx.progress(f"build: done, {count[0]} objects compiled in {time.monotonic() - start:.0f} s")
+
+
+def _die_with(parent: int) -> None:
+    """In the forked child before exec: SIGKILL when the harness dies, even if it already has."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # the parent died between fork and prctl
+        os._exit(1)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _ccache_env(root: Path, workdir: Path) -> dict[str, str]:
@@ -592,7 +621,7 @@ def build(flavor: str | Path | Flavor, source: str | os.PathLike | KernelSource 
         progress(f"cache hit: kernels/{key[:16]} ({time.monotonic() - t0:.2f} s)")
         return BuildResult(fl.name, key, root / "kernels" / key, meta, cached=True)
     t_lock = time.monotonic()
-    with build_lock(root):
+    with build_lock(root) as ctx.lock_fd:
         ctx.lock_wait = time.monotonic() - t_lock
         result = _build_once(ctx, patches, t0, force)
     _remember_prekey(root, pk, result.key)
@@ -620,7 +649,7 @@ def _build_each_patch(ctx: _Context, t0: float, force: bool) -> BuildResult:
                 res = BuildResult(ctx.flavor.name, hit[0], ctx.root / "kernels" / hit[0], hit[1], cached=True)
             else:
                 t_lock = time.monotonic()
-                with build_lock(ctx.root):
+                with build_lock(ctx.root) as ctx.lock_fd:
                     ctx.lock_wait = time.monotonic() - t_lock
                     res = _build_once(ctx, prefix, ts, force)
                 _remember_prekey(ctx.root, pk, res.key)

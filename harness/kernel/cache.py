@@ -14,12 +14,15 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def build_lock(root: Path | None = None) -> Iterator[None]:
+def build_lock(root: Path | None = None) -> Iterator[int]:
     """Hold the machine-wide build lock (exclusive flock, blocking).
 
     The machine has two cores shared by everyone: two kernel builds at once would
     each take twice as long and thrash ccache, so every configure+make, by hand
     (`flock <cache>/build.lock make ...`) or through the harness, holds this lock.
+    Yields the lock's file descriptor: a make given it (pass_fds) keeps the lock held,
+    through its compiler children, until the last of them exits, even if the harness
+    itself is killed.
     """
     root = root or cache_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -32,6 +35,6 @@ def build_lock(root: Path | None = None) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX)
             log.info("got the build lock")
         try:
-            yield
+            yield fh.fileno()
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

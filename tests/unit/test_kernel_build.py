@@ -105,3 +105,52 @@ def test_config_key_ignores_patches_without_kconfig(tmp_path):
     assert config_key(SRC, [frag], [code, kconf], "gcc | ld") != none
     frag.write_text("CONFIG_NUMA=y\nCONFIG_SMP=y\n")
     assert config_key(SRC, [frag], [], "gcc | ld") != none
+
+
+def test_a_killed_harness_leaves_no_compiler_running_once_the_lock_is_free(tmp_path):
+    """make dies with the harness; its children hold the build lock until they are gone."""
+    import fcntl
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    # a make whose "compiler" outlives it for a few seconds, silently
+    (bindir / "make").write_text("#!/bin/sh\nsleep 4 &\necho $! > \"$RH_CHILD\"\nwait\n")
+    (bindir / "make").chmod(0o755)
+    child_file = tmp_path / "child.pid"
+    script = f"""
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from harness.kernel.build import _run_make
+from harness.kernel.cache import build_lock
+ctx = SimpleNamespace(srctree=Path("."), builddir=Path("."), jobs=1, make_vars=[], workdir=Path({str(tmp_path)!r}),
+                      env={{"PATH": {str(bindir)!r} + ":/usr/bin:/bin", "RH_CHILD": {str(child_file)!r}}},
+                      progress=lambda m: None, lock_fd=None)
+with build_lock(Path({str(tmp_path)!r})) as ctx.lock_fd, open({str(tmp_path / "log")!r}, "w") as log:
+    _run_make(ctx, log, 0)
+"""
+    harness = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 20
+    while not (child_file.exists() and child_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the fake make never started"
+        time.sleep(0.05)
+    child = int(child_file.read_text())
+    os.kill(harness.pid, signal.SIGKILL)
+    harness.wait()
+    with open(tmp_path / "build.lock", "a+") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline + 10, "the lock was never released"
+                time.sleep(0.05)
+        # the lock is free: the compiler child must be gone by now
+        state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] \
+            if Path(f"/proc/{child}").exists() else "gone"
+        assert state in ("gone", "Z"), f"compiler child {child} still {state} with the lock free"
