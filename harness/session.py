@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import VMError
-from harness.guest import prepare_run
+from harness.fs import atomic_write
+from harness.guest import host_public_key, prepare_run
 from harness.paths import cache_root
 from harness.topology import Topology
 from harness.vm import VM
@@ -38,12 +39,14 @@ def guest(kernel: Path, topo: Topology, workdir: Path, *, append: str = "", acce
     scratch = Path(tempfile.mkdtemp(prefix=f"{name or topo.name}-", dir=_scratch_root(cache)))
     try:
         initrd, key = prepare_run(cache / "guest", scratch)
+        host_key = host_public_key(cache / "guest")
         chosen = choose_accel(kernel, initrd, cache, accel)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return VM(kernel, initrd, workdir, [*qemu_args(topo, workdir), *qemu_extra], accel=chosen, append=append,
-              boot_timeout=boot_timeout, name=name or topo.name, ssh_key=key, scratch=scratch)
+              boot_timeout=boot_timeout, name=name or topo.name, ssh_key=key, scratch=scratch,
+              host_key=host_key)
 
 
 #: scratch directories older than this belong to a harness that was killed: removed
@@ -64,9 +67,11 @@ def _scratch_root(cache: Path) -> Path:
 
 def interactive_ssh_argv(vm: VM) -> list[str]:
     """The ssh command line that opens a shell in a booted guest (what `harness boot` runs)."""
-    if vm.ssh_key is None or vm.port is None:
-        raise VMError(f"{vm.name}: not booted with an ssh key and port")
-    # the guest's host key is made per image, so there is nothing to remember it by
+    if vm.ssh_key is None or vm.port is None or vm.host_key is None or vm.scratch is None:
+        raise VMError(f"{vm.name}: not booted with an ssh key, a host key and a port")
+    # the guest's host key is known: pin it in a known_hosts file that goes with the VM
+    known = vm.scratch / "known_hosts"
+    atomic_write(known, f"[127.0.0.1]:{vm.port} {vm.host_key}\n")
     return ["ssh", "-i", str(vm.ssh_key), "-p", str(vm.port), "-t",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
             "-o", "LogLevel=ERROR", "root@127.0.0.1"]

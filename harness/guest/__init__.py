@@ -5,6 +5,7 @@ from .image import (
     base_key,
     build_base_initramfs,
     build_initramfs,
+    host_public_key,
     key_archive,
     prepare_run,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "base_key",
     "build_base_initramfs",
     "build_initramfs",
+    "host_public_key",
     "key_archive",
     "load_private_key",
     "make_ssh_key",

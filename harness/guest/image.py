@@ -29,7 +29,7 @@ from .cpio import CpioWriter
 log = logging.getLogger(__name__)
 
 #: bump when the layout of the image changes in a way the inputs do not show
-IMAGE_FORMAT = 6
+IMAGE_FORMAT = 7
 
 #: the line files/init.sh prints on the serial console once the guest is up (harness.vm
 #: waits for it); this is its one definition, keep it equal to the echo in init.sh
@@ -134,16 +134,18 @@ def _compile_helper(workdir: Path, source: str) -> bytes:
     return out.read_bytes()
 
 
-def _host_key(workdir: Path) -> bytes:
-    """A dropbear host key made now, so that no guest boot spends time on one."""
+def _host_key(workdir: Path) -> tuple[bytes, str]:
+    """A dropbear host key made now (no guest boot spends time on one): (private key file, public key line)."""
     key = workdir / "dropbear_ed25519_host_key"
-    proc = subprocess.run(
-        [str(_which("dropbearkey")), "-t", "ed25519", "-f", str(key)],
-        capture_output=True, text=True,
-    )
+    tool = str(_which("dropbearkey"))
+    proc = subprocess.run([tool, "-t", "ed25519", "-f", str(key)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise InfraError(f"dropbearkey failed: {proc.stderr.strip()}")
-    return key.read_bytes()
+    pub = subprocess.run([tool, "-y", "-f", str(key)], capture_output=True, text=True)
+    line = next((ln for ln in pub.stdout.splitlines() if ln.startswith("ssh-ed25519 ")), None)
+    if pub.returncode != 0 or line is None:
+        raise InfraError(f"dropbearkey -y printed no public key: {pub.stderr.strip() or pub.stdout.strip()}")
+    return key.read_bytes(), " ".join(line.split()[:2])
 
 
 def _busybox_links(busybox: Path) -> list[str]:
@@ -185,10 +187,29 @@ def _build_base(dest: Path, files: dict[str, Path]) -> None:
         for source in HELPERS:
             w.add_file("usr/bin/" + source.removesuffix(".c"),
                        _compile_helper(Path(tmp), source), 0o755)
-        w.add_file("etc/dropbear/dropbear_ed25519_host_key", _host_key(Path(tmp)), 0o600)
+        private, public = _host_key(Path(tmp))
+        w.add_file("etc/dropbear/dropbear_ed25519_host_key", private, 0o600)
 
+    # the public half first: an image on disk always has its host key beside it, so the
+    # harness pins the guest's key instead of accepting whatever answers on the port
+    atomic_write(host_key_path(dest), public + "\n")
     # the image carries the guest's dropbear host private key: readable by its owner only
     atomic_write(dest, w.finish(), mode=SECRET_MODE)
+
+
+def host_key_path(image: Path) -> Path:
+    """Where the public host key of a base image is kept (beside it)."""
+    return image.with_suffix(".hostkey.pub")
+
+
+def host_public_key(cache_dir: Path) -> str:
+    """The guest's ssh host key ("ssh-ed25519 AAAA..."), from the cached base image (built if needed)."""
+    path = host_key_path(build_base_initramfs(cache_dir))
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise InfraError(f"{path}: the guest image has no host key beside it; remove the image to rebuild it") \
+            from None
 
 
 

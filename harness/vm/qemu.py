@@ -205,7 +205,7 @@ class VM:
     def __init__(self, kernel: Path, initrd: Path, workdir: Path, qemu_args: list[str], *,
                  accel: str, append: str = "", boot_timeout: float = 120,
                  name: str | None = None, ssh_key: Path | None = None, qemu: str = QEMU,
-                 scratch: Path | None = None,
+                 scratch: Path | None = None, host_key: str | None = None,
                  ignore_problems: list[str] | tuple[str, ...] = ()):
         if accel not in ACCELS:
             raise ValueError(f"accel must be tcg or kvm, not {accel!r} (resolve auto with choose_accel)")
@@ -220,6 +220,8 @@ class VM:
         self.ssh_key = Path(ssh_key) if ssh_key else None
         #: a directory of per-VM secrets and copies (ssh key, initrd) removed at shutdown
         self.scratch = Path(scratch) if scratch else None
+        #: the guest's public ssh host key; ssh accepts no other when it is set
+        self.host_key = host_key
         self.qemu = qemu
         # regexes of console lines that are expected (a test that provokes a WARNING
         # on purpose) and must not count as a guest kernel problem
@@ -442,7 +444,8 @@ class VM:
             if self.record.boot_seconds is None or self.record.port is None:
                 raise VMError(f"{self.name}: guest is not ready")
             t0 = time.monotonic()
-            client = SSHClient("127.0.0.1", self.record.port, self.ssh_key, name=self.name)
+            client = SSHClient("127.0.0.1", self.record.port, self.ssh_key, name=self.name,
+                               host_key=self.host_key)
             try:
                 client.connect(timeout=30)
             except VMError as exc:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import shlex
 import time
@@ -34,10 +35,22 @@ class SSHClient:
     """One paramiko connection to a guest as root with the per-run key."""
 
     def __init__(self, host: str, port: int, key_path: Path, user: str = "root",
-                 name: str = "guest"):
+                 name: str = "guest", host_key: str | None = None):
         self.host, self.port, self.user, self.name = host, port, user, name
         self.key = load_private_key(Path(key_path))
+        #: the guest's public host key ("ssh-ed25519 AAAA..."): when given, nothing else is accepted
+        self.host_key = host_key
         self._client: paramiko.SSHClient | None = None
+
+    def _trust(self, client: paramiko.SSHClient) -> None:
+        if self.host_key is None:
+            # a guest booted without a known key (ad hoc images): accept what it offers
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            return
+        kind, b64 = self.host_key.split()[:2]
+        client.get_host_keys().add(f"[{self.host}]:{self.port}", kind,
+                                   paramiko.PKey.from_type_string(kind, base64.b64decode(b64)))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
 
     def connect(self, timeout: float = 30) -> None:
         """Connect, retrying until ``timeout``: hostfwd accepts TCP before sshd listens."""
@@ -46,8 +59,7 @@ class SSHClient:
         while True:
             attempt += 1
             client = paramiko.SSHClient()
-            # every guest boots with a fresh image and throwaway key: nothing to pin
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            self._trust(client)
             try:
                 client.connect(self.host, port=self.port, username=self.user, pkey=self.key,
                                look_for_keys=False, allow_agent=False, timeout=5,
@@ -58,6 +70,11 @@ class SSHClient:
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 client.close()
                 last = exc
+                if isinstance(exc, paramiko.BadHostKeyException):
+                    # not the guest the harness built: never retry into it
+                    raise VMError(f"{self.name}: 127.0.0.1:{self.port} offered host key "
+                                  f"{exc.key.get_fingerprint().hex()[:16]}..., not the guest image's "
+                                  f"({self.host_key}); refusing to connect") from exc
                 if isinstance(exc, paramiko.AuthenticationException):
                     # a wrong key will not get better with retries
                     raise VMError(f"{self.name}: ssh authentication failed on port "

@@ -261,3 +261,19 @@ def test_killed_harness_leaves_no_qemu(run_files, tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_ssh_refuses_a_guest_with_another_host_key(kernel, tmp_path):
+    """The harness knows the host key it put in the image: any other key is refused at once."""
+    from harness import topology
+    from harness.session import guest
+
+    vm = guest(kernel, topology.load("one-node"), tmp_path / "vm", accel=ACCEL)
+    assert vm.host_key and vm.host_key.startswith("ssh-ed25519 ")
+    vm.host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMOC2pap5aO+tCtoxntzDEP7vrXLFPUYzIphyT9esTZl"
+    t0 = time.monotonic()
+    with pytest.raises(VMError, match="not the guest image's"):
+        with vm:
+            pass
+    assert time.monotonic() - t0 < 60
+    assert not vm.is_running()
