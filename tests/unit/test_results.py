@@ -257,3 +257,39 @@ def test_corrupt_files_of_a_run_exit_2_naming_them(tmp_path, capsys, victim):
     (new / "vanilla-two-node" / victim).write_bytes(b"\xff\xfe{not,\"json\n\x00")
     assert cli.main(["compare", str(base), str(new)]) == 2
     assert victim.split("/")[-1] in capsys.readouterr().err
+
+
+def _checkable_guest(run: Path, name: str, capture: str, topo: str) -> Path:
+    g = make_guest(run, name, capture, boot=5.0)
+    shutil.copy(CAPTURES / capture / "config", g / "config")
+    shutil.copy(Path(__file__).resolve().parents[2] / "qemu-configs" / "topologies" / f"{topo}.yaml", g)
+    for label in ("before", "after"):
+        shutil.copytree(CAPTURES / capture / "mem_regions", g / "snapshots" / label / "mem_regions",
+                        dirs_exist_ok=True)
+        shutil.copy(CAPTURES / capture / "node1-meminfo", g / "snapshots" / label / "node1-meminfo")
+    return g
+
+
+def test_check_names_an_underflowed_region_goes_on_past_a_bad_guest_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    good = _checkable_guest(run, "regions-two-node", "6.12-regions-two-node", "two-node")
+    assert cli.main(["check", str(good)]) == 0
+    under = _checkable_guest(run, "regions-two-node-under", "6.12-regions-two-node", "two-node")
+    zoneinfo = under / "snapshots" / "after" / "zoneinfo"
+    lines = zoneinfo.read_text().splitlines()
+    spots = [i for i, ln in enumerate(lines) if ln.strip().startswith("region ") and " free " in ln]
+    i = spots[2]                                    # node 1's region 0: its free count went below zero
+    lines[i] = lines[i].rsplit(" ", 1)[0] + f" {2**64 - 3}"
+    zoneinfo.write_text("\n".join(lines) + "\n")
+    broken = _checkable_guest(run, "regions-two-node-broken", "6.12-regions-two-node", "two-node")
+    (broken / "dmesg.txt").write_text("not a boot log\n")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    status = cli.main(["check", str(run)])
+    out = capsys.readouterr()
+    assert status == 2                               # one guest could not be checked at all
+    assert "regions-two-node-broken" in out.err and "== regions-two-node-under" in out.out
+    assert "node1/DMA32/region0  free" in out.out    # the underflow, named by region and field
+    assert cli.main(["check", str(under)]) == 4
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before, "check wrote into the stored run"
