@@ -239,6 +239,7 @@ class VM:
         self._start_time = 0.0  # time.monotonic() at launch
         self._ssh: SSHClient | None = None
         self._shutdown_lock = threading.Lock()
+        self._ssh_lock = threading.RLock()  # the sampler thread and the caller share the client
         self._stopped = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -438,6 +439,10 @@ class VM:
     @property
     def ssh(self) -> SSHClient:
         """The guest's ssh client, connected on first use."""
+        with self._ssh_lock:
+            return self._connected()
+
+    def _connected(self) -> SSHClient:
         if self._ssh is None:
             if self.ssh_key is None:
                 raise VMError(f"{self.name}: no ssh key was given to this VM")
@@ -460,7 +465,16 @@ class VM:
 
     def run(self, cmd: str, timeout: float = 60, check: bool = False,
             check_console: bool = True) -> Result:
-        """Run a shell command in the guest over ssh; then look for kernel reports."""
+        """Run a shell command in the guest over ssh; then look for kernel reports.
+
+        A connection that died between two commands (dropbear under memory pressure has
+        been seen to drop it) is made again before this command: nothing ran on it yet.
+        """
+        with self._ssh_lock:
+            if self._ssh is not None and not self._ssh.is_active() and self.is_running():
+                log.warning("%s: the ssh connection was lost; connecting again", self.name)
+                self._ssh.close()
+                self._ssh = None
         try:
             result = self.ssh.run(cmd, timeout=timeout, check=check)
         except VMError:

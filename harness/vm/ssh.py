@@ -90,6 +90,11 @@ class SSHClient:
             raise VMError(f"{self.name}: ssh is not connected")
         return self._client
 
+    def is_active(self) -> bool:
+        """The connection is up (False once the guest's sshd or the forwarding dropped it)."""
+        transport = self._client.get_transport() if self._client is not None else None
+        return transport is not None and transport.is_active()
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

@@ -167,8 +167,9 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     StressNg("soak", "stress-ng vm stressor on every node at 40% for minutes", 180, fraction=0.4),
     Churn("churn", "threads allocating, touching and freeing large chunks on every node (ebizzy's shape)", 30),
     FileTree("pagecache", "many small files found and read beside a large one, in tmpfs", 30),
+    # together they stay under about half of memory: dropbear and the snapshots need room
     Together("churn-pagecache", "churn plus the file neighbour: the consolidation experiment's default", 30,
-             parts=(Churn("churn", "", 30), FileTree("pagecache", "", 30))),
+             parts=(Churn("churn", "", 30, fraction=0.4), FileTree("pagecache", "", 30, fraction=0.1))),
 )}
 
 
