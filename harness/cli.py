@@ -324,30 +324,31 @@ def parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("experiment", help="experiments built on the main job")
     ex_sub = ex.add_subparsers(dest="experiment", required=True)
+    def baseline_and_policy(sp, first_is):
+        """--variants (the policies-off baseline first), --topology and --source, as experiments take them."""
+        sp.add_argument("--variants", default="regions+mem_region_sort=0,regions",
+                        help=f"comma-separated; the first is {first_is}")
+        sp.add_argument("--topology", default="two-node")
+        sp.add_argument("--source", help="kernel tarball or tree")
+
     co = ex_sub.add_parser("consolidation", help="wholly free regions before -> after, repeated, vs the optimum")
-    co.add_argument("--variants", default="regions+mem_region_sort=0,regions",
-                    help="comma-separated; the first is the baseline of the verdicts")
-    co.add_argument("--topology", default="two-node")
+    baseline_and_policy(co, "the baseline of the verdicts")
     co.add_argument("--region-size", default="16M")
     co.add_argument("--repeat", type=int, default=16)
     co.add_argument("--workload", default="churn-pagecache")
     co.add_argument("--seconds", type=int, default=30)
     co.add_argument("--out", default="runs")
     co.add_argument("--accel", default="auto", choices=("auto", "tcg", "kvm"))
-    co.add_argument("--source", help="kernel tarball or tree")
     co.set_defaults(func=cmd_experiment)
 
     be = sub.add_parser("bench", help="deterministic benchmarks under QEMU -icount")
     be_sub = be.add_subparsers(dest="bench", required=True)
     bc = be_sub.add_parser("cost", help="alloc+free cost per order (pcp and buddy paths) and page-fault cost")
-    bc.add_argument("--variants", default="regions+mem_region_sort=0,regions",
-                    help="comma-separated variants; ratios are to the first")
-    bc.add_argument("--topology", default="two-node")
+    baseline_and_policy(bc, "what the ratios are to")
     bc.add_argument("--orders", default="0-10", help="orders like 0-10 or 0,5,9")
     bc.add_argument("--repeat", type=int, default=2, help="boots per variant (interleaved); must agree within 0.5%%")
     bc.add_argument("--no-pfbench", action="store_true", help="skip the page-fault measurements")
     bc.add_argument("--out", help="directory for cost.csv")
-    bc.add_argument("--source", help="kernel tarball or tree")
     bc.set_defaults(func=cmd_bench)
 
     cp = sub.add_parser("compare", help="judge two runs, or two variants of one run (regression report)")
