@@ -78,8 +78,11 @@ def parse_e820(text: str, source: str = "dmesg") -> pd.DataFrame:
             raise ParseError(source, lineno, "e820 entry ends before it starts")
         rows.append({"table": m[1], "start": start, "end": last + 1, "size": last + 1 - start,
                      "type": m[4].rstrip()})
-    return pd.DataFrame(rows, columns=["table", "start", "end", "size", "type"]).astype(
-        {"start": "int64", "end": "int64", "size": "int64"})
+    try:
+        return pd.DataFrame(rows, columns=["table", "start", "end", "size", "type"]).astype(
+            {"start": "int64", "end": "int64", "size": "int64"})
+    except OverflowError:
+        raise ParseError(source, None, "an e820 address beyond 64 bits: the log is garbled") from None
 
 
 class NumaLayout(NamedTuple):
@@ -182,6 +185,15 @@ def parse_numa_layout(text: str, source: str = "dmesg") -> NumaLayout:
             if m is None:
                 raise ParseError(source, lineno, f"garbled unavailable-ranges line {msg!r}")
             unavail.append({"node": int(m[1]), "zone": m[2], "pages": int(m[3])})
+    try:
+        return _layout(srat_mem, srat_cpu, initmem, node_data, zones, movable, early, unavail)
+    except OverflowError:
+        # a node number, pxm or page count no kernel prints (beyond 64 bits): garbled text
+        raise ParseError(source, None, "a NUMA layout number beyond 64 bits: the log is garbled") from None
+
+
+def _layout(srat_mem: list[_Row], srat_cpu: list[_Row], initmem: list[_Row], node_data: list[_Row],
+            zones: list[_Row], movable: list[_Row], early: list[_Row], unavail: list[_Row]) -> NumaLayout:
     return NumaLayout(
         _frame(srat_mem, ["node", "pxm", *_RANGE, "hotplug", "non_volatile"]),
         _frame(srat_cpu, ["pxm", "apic_kind", "apic_id", "node"]),

@@ -226,8 +226,12 @@ def parse_zoneinfo(text: str, source: str = "zoneinfo") -> ZoneInfo:
     if zone is None:
         raise _bad(source, len(lines), "no 'Node N, zone NAME' header")
     _close_zone(zone, pcps, source, len(lines), regions_seen)
-    return ZoneInfo(_zones_frame(zones), _node_frame(node_stats),
-                    _pagesets_frame(pageset_rows), _regions_frame(region_rows))
+    try:
+        return ZoneInfo(_zones_frame(zones), _node_frame(node_stats),
+                        _pagesets_frame(pageset_rows), _regions_frame(region_rows))
+    except OverflowError:
+        # counters wider than int64 are kept (int_frame); a pfn or pageset field that wide is garbled
+        raise ParseError(source, None, "a pfn or pageset number beyond 64 bits: the capture is garbled") from None
 
 
 def _columns(dicts: Iterable[Mapping[str, int]]) -> list[str]:
