@@ -78,15 +78,16 @@ def test_mutations_raise_only_parse_errors(capture, name, data):
         pass
 
 
-@pytest.mark.parametrize(("capture", "name"), [s for s in SOURCES if s[1] != "dmesg.txt"],
-                         ids=[n for _, n in SOURCES if n != "dmesg.txt"])
+#: captures with an integer counter to underflow (the extfrag indexes are decimals only)
+COUNTED = [(c, n) for c, n in SOURCES if n != "dmesg.txt"
+           and any(m.group() != "0" for m in NUMBER.finditer((CAPTURES / c / n).read_text()))]
+
+
+@pytest.mark.parametrize(("capture", "name"), COUNTED, ids=[n for _, n in COUNTED])
 def test_u64_counters_are_kept(capture, name):
     """A counter printed as 2^64-3 (an unsigned underflow) is parsed as that value, or rejected by name."""
     text = (CAPTURES / capture / name).read_text()
-    first = next((m for m in NUMBER.finditer(text) if m.group() != "0" and "." not in text[m.end():m.end() + 1]),
-                 None)
-    if first is None:
-        pytest.skip("no integer in this capture")
+    first = next(m for m in NUMBER.finditer(text) if m.group() != "0")
     big = 2**64 - 3
     mutated = text[:first.start()] + str(big) + text[first.end():]
     try:
