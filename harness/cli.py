@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -166,8 +167,7 @@ def cmd_calibrate(args) -> int:
         table, family = calibrate.calibration_table(values, specs, alpha=args.alpha, shift=args.shift)
         tables.append(table.assign(topology=topo, family_false_alarm_rate=family))
         rows: list[tuple[object, ...]] = [tuple(table.columns)]
-        rows += [tuple("-" if pd_isna(v) else (f"{v:.4g}" if isinstance(v, float) else v) for v in r)
-                 for r in table.itertuples(index=False)]
+        rows += [tuple(_cell(v) for v in r) for r in table.itertuples(index=False)]
         print(f"== {variants[0]} on {topo}: A/A over random half splits, alpha {args.alpha}; "
               f"share of splits with any alarm: {family:.3f}")
         print(render_table(rows, right=set(range(1, len(table.columns)))))
@@ -176,10 +176,6 @@ def cmd_calibrate(args) -> int:
     write_csv(run_dir / "calibration.csv", pd.concat(tables, ignore_index=True))
     print(f"\ncalibration: {run_dir / 'calibration.csv'}")
     return 0
-
-
-def pd_isna(v: object) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
 
 
 def cmd_bisect(args) -> int:
@@ -192,6 +188,13 @@ def cmd_bisect(args) -> int:
         print(f"prefix {t['prefix']} ({t['patch']}): {t['verdict']} {t['direction']} median {t['median']:.4g}")
     print(f"first bad patch: {patch}")
     return 0
+
+
+def _cell(v: object) -> object:
+    """A calibration table cell: '-' for no value, floats to 4 digits."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else v
 
 
 def cmd_report(args) -> int:

@@ -92,8 +92,7 @@ def consolidation(opts: ConsolidationOptions, progress: Callable[[str], None] = 
         if o.status is main_job.GuestStatus.ERROR:
             continue
         got = extract_metrics(run_dir / o.name, None, FIGURES)
-        rep = int(o.name.rsplit("-r", 1)[1]) if opts.repeat > 1 else 1
-        rows.append({"variant": str(o.variant), "repetition": rep, "guest": o.name, **got})
+        rows.append({"variant": str(o.variant), "repetition": o.repetition, "guest": o.name, **got})
     samples = pd.DataFrame(rows, columns=["variant", "repetition", "guest", *FIGURES])
     write_csv(run_dir / "consolidation.csv", samples)
     table = summarize(samples, opts.variants)

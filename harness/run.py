@@ -73,6 +73,7 @@ class GuestOutcome:
     variant: Variant
     topology: str
     name: str                           # the guest directory's name
+    repetition: int = 1
     status: GuestStatus = GuestStatus.OK
     error: str = ""
     boot_seconds: float | None = None
@@ -254,6 +255,7 @@ def _run_guests(opts: RunOptions, variants: tuple[Variant, ...], topos: list[top
                  + f" ({_eta(order, len(plan), time.monotonic() - t_guests)})")
         started = time.time()
         o = run_guest(builds[variant.flavor], variant, topo, opts, run_dir / name, progress)
+        o.repetition = rep
         outcomes.append(o)
         meta["guests"].append({"flavor": str(variant), "topology": topo.name, "repetition": rep,
                                "order": order, "dir": name, "started": round(started, 3),

@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.errors import UserError
 from harness.fs import atomic_write, read_json, write_csv
-from harness.results import stats
+from harness.results import stats, store
 from harness.results.metrics import DEFAULT_METRICS, METRICS, extract_metrics
 from harness.table import render_table
 
@@ -46,7 +46,7 @@ def _guest_entries(run_dir: Path, meta: dict[str, Any]) -> list[tuple[Path, str,
             variant, topo = str(g["flavor"]), str(g["topology"])
         except (KeyError, TypeError):
             raise UserError(f"{run_dir / 'metadata.json'}: guests[{i}] lacks flavor or topology") from None
-        name = str(g.get("dir") or f"{variant}-{topo}")
+        name = store.entry_dir_name(g)
         out.append((run_dir / name, variant, topo, int(g.get("repetition", 1))))
     return out
 

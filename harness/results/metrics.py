@@ -39,7 +39,7 @@ class GuestData:
     def record(self) -> dict[str, Any]:
         """This guest's entry in the run's metadata.json (status, workload time), or {}."""
         for g in self.run_meta.get("guests", []):
-            if g.get("dir", f"{g.get('flavor')}-{g.get('topology')}") == self.dir.name:
+            if store.entry_dir_name(g) == self.dir.name:
                 return dict(g)
         return {}
 

@@ -85,6 +85,11 @@ def load_metric(vm_dir: Path, key: str) -> pd.DataFrame:
     return read_csv(path)
 
 
+def entry_dir_name(entry: dict[str, object]) -> str:
+    """The directory of a metadata.json guest entry: its "dir", or <variant>-<topology> in older runs."""
+    return str(entry.get("dir") or f"{entry.get('flavor')}-{entry.get('topology')}")
+
+
 def guest_dirs(run_dir: Path) -> list[Path]:
     """The guest directories of a run (each has a vm.json or dmesg.txt)."""
     run_dir = Path(run_dir)
