@@ -19,13 +19,15 @@ import pandas as pd
 
 from harness.errors import CheckFailed
 from harness.model import ModelInputError
+from harness.model.bank import bank_state
 from harness.model.inputs import DeclaredNodes, ModelInputs
 from harness.model.layout import Layout, layout_of
 from harness.model.regions import predict_regions
 from harness.table import render_table
 
-__all__ = ["CHECKS", "DIFF", "MISSING", "OK", "TABLE_COLUMNS", "Check", "check_capture", "check_layout",
-           "check_regions", "compare", "failed", "raise_if_failed", "render", "unfolded_vmstat_bound"]
+__all__ = ["CHECKS", "DIFF", "MISSING", "OK", "TABLE_COLUMNS", "Check", "check_bank", "check_banked_whole",
+           "check_capture", "check_layout", "check_regions", "compare", "failed", "raise_if_failed", "render",
+           "unfolded_vmstat_bound"]
 
 TABLE_COLUMNS = ["key", "field", "expected", "observed", "verdict"]
 OK, DIFF, MISSING = "ok", "DIFF", "missing"
@@ -202,6 +204,40 @@ def check_regions(
     return pd.concat([geometry, free, totals], ignore_index=True)
 
 
+def check_banked_whole(regions: pd.DataFrame) -> pd.DataFrame:
+    """Every banked region is wholly free: one row of mem_regions/regions, so safe on a busy guest."""
+    banked = regions[regions["banked"] != 0]
+    expected = pd.DataFrame({"free": banked["present"]}, index=banked.index)
+    return compare(expected, banked, ["free"])
+
+
+def check_bank(regions: pd.DataFrame, free_blocks: pd.DataFrame, bank_on: bool) -> pd.DataFrame:
+    """The bank against the model on a quiet guest (after a drain): the two files must agree.
+
+    Every banked region is wholly free and has no block left on the free lists; per zone,
+    at most one bankable region stays in the buddy lists (the cache) when the bank is on,
+    and none is banked when it is off.
+    """
+    state = bank_state(regions, free_blocks)
+    names = list(state.index.names)
+    rows: list[tuple[str, str, object, Number, str]] = []
+    for idx, r in state[state["banked"]].iterrows():
+        key = _key(names, idx)
+        rows.append((key, "free", int(r["present"]), int(r["free"]), OK if r["whole"] else DIFF))
+        rows.append((key, "listed", 0, int(r["listed"]), OK if r["listed"] == 0 else DIFF))
+    outside = (state["bankable"] & ~state["banked"]).groupby(level=[0, 1]).sum()
+    banked = state["banked"].groupby(level=[0, 1]).sum()
+    for idx in outside.index:
+        key = _key(names[:2], idx)
+        if bank_on:
+            n = int(outside[idx])
+            rows.append((key, "bankable_outside_bank", "[0, 1]", n, OK if n <= 1 else DIFF))
+        else:
+            n = int(banked[idx])
+            rows.append((key, "banked_regions", 0, n, OK if n == 0 else DIFF))
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS, dtype=object)
+
+
 #: mm/vmstat.c calculate_normal_threshold(): "The maximum threshold is 125"
 MAX_VMSTAT_THRESHOLD = 125
 
@@ -275,11 +311,19 @@ def _region_stats(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.Dat
     return check_regions(predict_regions(layout), regions, zoneinfo, free_tolerance=unfolded_vmstat_bound(zoneinfo))
 
 
+def _bank(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.DataFrame | None:
+    regions = frames.get("mem_regions.regions")
+    if regions is None or "banked" not in regions.columns:
+        return None  # a kernel without the region bank
+    return check_banked_whole(regions)
+
+
 #: Everything check_capture compares, in table order.
 CHECKS: tuple[Check, ...] = (
     Check("layout", _zone_layout),      # /proc/zoneinfo spanned, present, managed, start_pfn
     Check("node", _node_memtotal),      # nodeN/meminfo MemTotal within the model's bounds
     Check("regions", _region_stats),    # region geometry and sums, when the kernel reports regions
+    Check("bank", _bank),               # banked regions wholly free, when the kernel banks regions
 )
 
 

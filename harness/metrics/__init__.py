@@ -12,7 +12,7 @@ from .buddyinfo import parse_buddyinfo
 from .dmesg import NumaLayout, parse_e820, parse_numa_layout, strip_dmesg_prefix
 from .firmware_memmap import parse_firmware_memmap, read_firmware_memmap
 from .kconfig import ConfigOption, parse_config_text
-from .mem_regions import parse_mem_free_blocks, parse_mem_regions, parse_mem_regions_config
+from .mem_regions import parse_mem_free_blocks, parse_mem_regions, parse_mem_regions_config, parse_mem_zones
 from .node import parse_node_meminfo, parse_node_numastat, parse_node_vmstat
 from .pagetypeinfo import PageTypeInfo, parse_pagetypeinfo
 from .region_alloc_test import parse_alloc_pfns, parse_control_result
@@ -27,7 +27,7 @@ __all__ = [
     "capture_name", "live_paths", "load_capture",
     "parse_alloc_pfns", "parse_buddyinfo", "parse_cmdline", "parse_config_text", "parse_control_result",
     "parse_e820", "parse_firmware_memmap", "parse_mem_free_blocks", "parse_mem_regions",
-    "parse_mem_regions_config", "parse_model_inputs", "parse_node_meminfo", "parse_node_numastat",
+    "parse_mem_regions_config", "parse_mem_zones", "parse_model_inputs", "parse_node_meminfo", "parse_node_numastat",
     "parse_node_vmstat", "parse_numa_layout", "parse_pagetypeinfo", "parse_snapshot", "parse_vmstat",
     "parse_zoneinfo", "read_firmware_memmap", "snapshot_command", "split_snapshot", "strip_dmesg_prefix",
 ]

@@ -1,7 +1,10 @@
-"""Parse our debugfs files /sys/kernel/debug/mem_regions/{regions,free_blocks,config} (kernel-patches/README.md).
+"""Parse our debugfs files /sys/kernel/debug/mem_regions/{regions,free_blocks,zones,config} (kernel-patches/README.md).
 
 ``parse_mem_regions``      index (node, zone, region); start_pfn, end_pfn (exclusive),
-                           present, free: all pages.
+                           present, free: all pages; then whatever numeric columns the
+                           kernel's header names (``banked`` 0/1 since the region bank).
+``parse_mem_zones``        index (node, zone); regions, free_regions (wholly free, in the
+                           buddy lists), banked_regions, banked_pages.
 ``parse_mem_free_blocks``  index (node, zone, region, migratetype, order); ``free_blocks``
                            (blocks of 2**order pages).
 ``parse_mem_regions_config``  dict ``{key: int}`` (region_size_pages, sorted 0/1).
@@ -15,9 +18,10 @@ import pandas as pd
 
 from ._common import ParseError, fast_index, int_frame, lines_of
 
-__all__ = ["parse_mem_regions", "parse_mem_free_blocks", "parse_mem_regions_config"]
+__all__ = ["parse_mem_regions", "parse_mem_free_blocks", "parse_mem_regions_config", "parse_mem_zones"]
 
 _REGIONS_HEADER = ["node", "zone", "region", "start_pfn", "end_pfn", "present", "free"]
+_ZONES_HEADER = ["node", "zone", "regions", "free_regions", "banked_regions", "banked_pages"]
 
 
 def _header(lines: list[str], source: str, first: list[str]) -> list[str]:
@@ -30,15 +34,17 @@ def _header(lines: list[str], source: str, first: list[str]) -> list[str]:
 
 
 def parse_mem_regions(text: str, source: str = "regions") -> pd.DataFrame:
-    """Parse mem_regions/regions."""
+    """Parse mem_regions/regions: the seven columns every version prints, then any the header adds."""
     lines = lines_of(text, source)
-    _header(lines, source, _REGIONS_HEADER)
+    head = _header(lines, source, _REGIONS_HEADER)
+    if len(set(head)) != len(head):
+        raise ParseError(source, 1, f"duplicate columns in {lines[0]!r}")
     keys: list[list[Hashable]] = [[], [], []]
     rows: list[list[int]] = []
     for lineno, line in enumerate(lines[1:], 2):
         parts = line.split()
-        if len(parts) != 7:
-            raise ParseError(source, lineno, f"expected 7 fields, got {len(parts)}: {line!r}")
+        if len(parts) != len(head):
+            raise ParseError(source, lineno, f"expected {len(head)} fields, got {len(parts)}: {line!r}")
         try:
             keys[0].append(int(parts[0]))
             keys[2].append(int(parts[2]))
@@ -46,7 +52,26 @@ def parse_mem_regions(text: str, source: str = "regions") -> pd.DataFrame:
         except ValueError:
             raise ParseError(source, lineno, f"expected numbers in {line!r}") from None
         keys[1].append(parts[1])
-    return int_frame(rows, fast_index(keys, ["node", "zone", "region"]), _REGIONS_HEADER[3:])
+    return int_frame(rows, fast_index(keys, ["node", "zone", "region"]), head[3:])
+
+
+def parse_mem_zones(text: str, source: str = "zones") -> pd.DataFrame:
+    """Parse mem_regions/zones: per zone, wholly free regions in the buddy lists and the bank."""
+    lines = lines_of(text, source)
+    head = _header(lines, source, _ZONES_HEADER)
+    keys: list[list[Hashable]] = [[], []]
+    rows: list[list[int]] = []
+    for lineno, line in enumerate(lines[1:], 2):
+        parts = line.split()
+        if len(parts) != len(head):
+            raise ParseError(source, lineno, f"expected {len(head)} fields, got {len(parts)}: {line!r}")
+        try:
+            keys[0].append(int(parts[0]))
+            rows.append([int(p) for p in parts[2:]])
+        except ValueError:
+            raise ParseError(source, lineno, f"expected numbers in {line!r}") from None
+        keys[1].append(parts[1])
+    return int_frame(rows, fast_index(keys, ["node", "zone"]), head[2:])
 
 
 def parse_mem_free_blocks(text: str, source: str = "free_blocks") -> pd.DataFrame:

@@ -26,7 +26,7 @@ from .buddyinfo import parse_buddyinfo
 from .dmesg import NumaLayout, parse_e820, parse_numa_layout
 from .extfrag import parse_extfrag
 from .firmware_memmap import parse_firmware_memmap
-from .mem_regions import parse_mem_free_blocks, parse_mem_regions, parse_mem_regions_config
+from .mem_regions import parse_mem_free_blocks, parse_mem_regions, parse_mem_regions_config, parse_mem_zones
 from .node import parse_node_meminfo, parse_node_numastat, parse_node_vmstat
 from .pagetypeinfo import parse_pagetypeinfo
 from .vmstat import parse_vmstat
@@ -167,6 +167,7 @@ REGISTRY: tuple[KernelFile, ...] = (
     KernelFile(f"{_DEBUGFS}/regions", "regions", single(parse_mem_regions, "mem_regions.regions")),
     KernelFile(f"{_DEBUGFS}/free_blocks", "free_blocks", single(parse_mem_free_blocks, "mem_regions.free_blocks")),
     KernelFile(f"{_DEBUGFS}/config", "mem_regions[-/]config", single(_mem_regions_config, "mem_regions.config")),
+    KernelFile(f"{_DEBUGFS}/zones", "mem_regions[-/]zones", single(parse_mem_zones, "mem_regions.zones")),
     KernelFile("/sys/kernel/debug/extfrag/unusable_index", "unusable_index", single(parse_extfrag, "unusable_index")),
     KernelFile("/sys/kernel/debug/extfrag/extfrag_index", "extfrag_index", single(parse_extfrag, "extfrag_index")),
     # saved by tests/data/capture.py as firmware-memmap/N/{start,end,type}

@@ -5,11 +5,15 @@ Replays __rmqueue_smallest() and expand() of 6.12 on per-region free block count
 order o takes the head of the smallest non-empty free list of order >= o; with
 sorted lists that head is a block of the lowest region on that list. Splitting a
 larger block leaves one block of each order o..k-1 in the same region.
+With the region bank (patch 0005) a movable allocation that finds no block withdraws
+the lowest banked region first: its max-order blocks join the lists (``bank``).
 Fallback to other migratetypes and per-cpu lists are not modelled: callers drain the
-per-cpu lists first and ask for less than the migratetype has free.
+per-cpu lists first and ask for less than the migratetype (and the bank) has free.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -17,11 +21,13 @@ from harness.model import ModelInputError
 
 
 def predict_sorted_allocs(free_blocks: pd.DataFrame, node: int, zone: str, migratetype: str,
-                          order: int, count: int) -> list[int]:
+                          order: int, count: int, bank: Mapping[int, int] | None = None) -> list[int]:
     """Region id of each of `count` blocks of `order` taken from (node, zone, migratetype).
 
     free_blocks: index (node, zone, region, migratetype, order), column free_blocks,
-    as harness.metrics.parse_mem_free_blocks returns it.
+    as harness.metrics.parse_mem_free_blocks returns it. bank: the zone's banked regions
+    and their max-order blocks, withdrawn lowest first when the lists run dry (only
+    movable allocations withdraw before falling back).
     """
     try:
         sub = free_blocks.xs((node, zone, migratetype), level=("node", "zone", "migratetype"))
@@ -39,10 +45,16 @@ def predict_sorted_allocs(free_blocks: pd.DataFrame, node: int, zone: str, migra
     for region, o in counts:
         regions_of.setdefault(o, []).append(region)
 
+    banked = sorted((bank or {}).items()) if migratetype == "Movable" else []
     served: list[int] = []
     for i in range(count):
         current = next((o for o in range(order, max_order + 1)
                         if any(counts.get((r, o)) for r in regions_of.get(o, []))), None)
+        if current is None and banked:
+            region, blocks = banked.pop(0)    # __rmqueue(): the lowest banked region comes back
+            counts[(region, max_order)] = counts.get((region, max_order), 0) + blocks
+            regions_of.setdefault(max_order, []).append(region)
+            current = max_order
         if current is None:
             raise ModelInputError(f"allocation {i + 1} of {count}: node {node} zone {zone} has no "
                                   f"{migratetype} block of order >= {order} left")

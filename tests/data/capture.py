@@ -2,7 +2,7 @@
 
 Boots a kernel on each topology and writes dmesg.txt, config, firmware-memmap/ and one
 quiescent snapshot (zoneinfo, buddyinfo, pagetypeinfo, vmstat, node*-*, mem_regions/*).
-  python tests/data/capture.py --flavor regions [--topology two-node ...]
+  python tests/data/capture.py --flavor regions [--topology two-node ...] [--append mem_region_size=16M]
   python tests/data/capture.py --kernel /boot/vmlinuz-6.1 --name debian-6.1 --config FILE
   python tests/data/capture.py --console --kernel vmlinuz-6.1.0-NN-cloud-amd64 \
       --config config-6.1.0-NN-cloud-amd64 --name debian-6.1
@@ -42,10 +42,13 @@ def _save(files: dict[str, str], config: Path | None, staging: Path, dest: Path)
     shutil.copytree(staging, dest)
 
 
-def capture(bzimage: Path, config: Path | None, name: str, topo_name: str) -> Path:
+def capture(bzimage: Path, config: Path | None, name: str, topo_name: str, append: str = "") -> Path:
     topo = topology.load(topo_name)
     dest = OUT / f"{name}-{topo_name}"
-    with tempfile.TemporaryDirectory() as tmp, guest(bzimage, topo, Path(tmp) / "vm") as vm:
+    with tempfile.TemporaryDirectory() as tmp, guest(bzimage, topo, Path(tmp) / "vm", append=append) as vm:
+        if vm.run("test -e /sys/kernel/debug/region_alloc_test/control").status == 0:
+            # every per-cpu page back in the buddy lists: the region files agree with each other
+            vm.run("echo drain > /sys/kernel/debug/region_alloc_test/control", check=True)
         snap = take_snapshot(vm, "capture")
         files = dict(snap.files)
         files["dmesg.txt"] = vm.run("dmesg", check=True).stdout
@@ -146,6 +149,7 @@ def main() -> int:
     p.add_argument("--config", help=".config of --kernel")
     p.add_argument("--name", help="capture name prefix (default: 6.12-<flavor>)")
     p.add_argument("--topology", action="append", help="default: every shipped topology")
+    p.add_argument("--append", default="", help="extra kernel command line (ssh captures only)")
     p.add_argument("--console", action="store_true",
                    help="read the files over the serial console, not ssh (no guest network needed)")
     args = p.parse_args()
@@ -156,7 +160,10 @@ def main() -> int:
         b = kernel.build(args.flavor)
         bz, config, name = b.bzimage, b.config_path, args.name or f"6.12-{args.flavor}"
     for t in args.topology or topology.list_topologies():
-        print((capture_console if args.console else capture)(bz, config, name, t), flush=True)
+        if args.console:
+            print(capture_console(bz, config, name, t), flush=True)
+        else:
+            print(capture(bz, config, name, t, args.append), flush=True)
     return 0
 
 

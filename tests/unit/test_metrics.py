@@ -470,7 +470,7 @@ def test_snapshot_command_reads_the_live_entries_in_registry_order():
         "/sys/devices/system/node/node*/meminfo", "/sys/devices/system/node/node*/numastat",
         "/sys/devices/system/node/node*/vmstat", "/sys/kernel/debug/mem_regions/regions",
         "/sys/kernel/debug/mem_regions/free_blocks", "/sys/kernel/debug/mem_regions/config",
-        "/sys/kernel/debug/extfrag/unusable_index", "/sys/kernel/debug/extfrag/extfrag_index")
+        "/sys/kernel/debug/mem_regions/zones", "/sys/kernel/debug/extfrag/unusable_index", "/sys/kernel/debug/extfrag/extfrag_index")
     assert " ".join(M.live_paths()) in M.snapshot_command()
 
 

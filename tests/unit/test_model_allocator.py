@@ -37,3 +37,17 @@ def test_exhaustion_and_unknown_zone_are_errors(free_blocks):
         predict_sorted_allocs(free_blocks, 0, "DMA32", "Movable", 10, 114 + 123 + 1)
     with pytest.raises(ModelInputError, match="no rows for node 0 zone Normal"):
         predict_sorted_allocs(free_blocks, 0, "Normal", "Movable", 9, 1)
+
+
+def test_bank_is_withdrawn_lowest_region_first_when_the_lists_run_dry(free_blocks):
+    # node 0 lists 114 + 123 order-10 Movable blocks; with regions 5 and 3 banked (4 and 2
+    # blocks), the next requests take region 3 whole, then region 5: lowest first
+    bank = {5: 4, 3: 2}
+    served = predict_sorted_allocs(free_blocks, 0, "DMA32", "Movable", 10, 114 + 123 + 6, bank)
+    assert served[:237] == [0] * 114 + [2] * 123
+    assert served[237:] == [3, 3, 5, 5, 5, 5]
+    with pytest.raises(ModelInputError, match="no Movable block of order >= 10 left"):
+        predict_sorted_allocs(free_blocks, 0, "DMA32", "Movable", 10, 114 + 123 + 7, bank)
+    # only movable requests withdraw before falling back to other migratetypes
+    with pytest.raises(ModelInputError, match="no Unmovable block"):
+        predict_sorted_allocs(free_blocks, 0, "DMA32", "Unmovable", 10, 1000, bank)

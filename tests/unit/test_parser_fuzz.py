@@ -25,6 +25,7 @@ SOURCES = [
     ("6.12-regions-two-node", "node0-meminfo"), ("6.12-regions-two-node", "node0-numastat"),
     ("6.12-regions-two-node", "node0-vmstat"), ("6.12-regions-two-node", "mem_regions/regions"),
     ("6.12-regions-two-node", "mem_regions/free_blocks"), ("6.12-regions-two-node", "mem_regions/config"),
+    ("6.12-bank-two-node", "mem_regions/regions"), ("6.12-bank-two-node", "mem_regions/zones"),
     ("6.12-vanilla-interleaved-small", "extfrag/unusable_index"),
     ("6.12-vanilla-interleaved-small", "extfrag/extfrag_index"),
     ("6.12-regions-two-node", "dmesg.txt"),

@@ -9,7 +9,9 @@ from harness.metrics import parse_numa_layout
 from harness.model.inputs import declared_nodes
 from harness.session import guest
 
-FLAVORS = ["vanilla", "regions"]
+from variants import REGIONS
+
+FLAVORS = ["vanilla", REGIONS]
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)

@@ -5,14 +5,16 @@ from harness import checks
 from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions
 from harness.model.allocator import predict_sorted_allocs
 
+from variants import BASELINE, REGIONS
+
 CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 ORDER = 9          # pageblock order: a THP-sized block, taken from the buddy lists after a drain
 COUNT = 8
 
 
 def test_region_statistics_match_model(rh_guest, rh_topology, guest_facts):
-    vm = rh_guest("regions", rh_topology)
-    frames, inputs, declared = guest_facts(vm, "regions", rh_topology)
+    vm = rh_guest(REGIONS, rh_topology)
+    frames, inputs, declared = guest_facts(vm, REGIONS, rh_topology)
     assert not frames["mem_regions.regions"].empty
     table = checks.check_capture(frames, inputs, declared)
     region_rows = table[table["check"] == "regions"]
@@ -56,7 +58,7 @@ def _region_of(vm, node, zone, pfn):
 
 
 def test_sorted_allocations_land_in_lowest_regions(rh_guest, rh_topology):
-    vm = rh_guest("regions", rh_topology)
+    vm = rh_guest(REGIONS, rh_topology)
     node, zone = _target(vm)
     free_blocks, pfns = _alloc(vm, node)
     assert len(pfns) == COUNT
@@ -67,7 +69,7 @@ def test_sorted_allocations_land_in_lowest_regions(rh_guest, rh_topology):
 
 def test_pfn_window_is_honoured_with_sorting_off(rh_guest, rh_topology):
     """Sorting off: placement is the buddy's LIFO order, but windows and nodes still hold."""
-    vm = rh_guest("regions+mem_region_sort=0", rh_topology)
+    vm = rh_guest(BASELINE, rh_topology)
     assert "sorted 0" in vm.run("cat /sys/kernel/debug/mem_regions/config", check=True).stdout
     node, zone = _target(vm)
     regions = parse_mem_regions(vm.run("cat /sys/kernel/debug/mem_regions/regions", check=True).stdout)
@@ -80,7 +82,7 @@ def test_pfn_window_is_honoured_with_sorting_off(rh_guest, rh_topology):
 
 
 def test_bad_requests_are_refused(rh_guest, rh_topology):
-    vm = rh_guest("regions", rh_topology)
+    vm = rh_guest(REGIONS, rh_topology)
     for bad in ("alloc nid=0 order=11 count=1", "alloc nid=0 order=0 count=0",
                 "alloc nid=99 order=0 count=1", "alloc nid=0 colour=blue", "explode"):
         res = vm.run(f"echo '{bad}' > {CONTROL}")

@@ -1,0 +1,173 @@
+"""The region bank (kernel-patches 0005, 0006): what it holds, what it gives back, and in which order.
+
+Each scenario runs on every selected topology, on the regions kernel and on the debug
+kernel (DEBUG_VM, DEBUG_LIST, DEBUG_PAGEALLOC, PROVE_LOCKING), whose console watcher
+fails the test on any WARNING, BUG or lockdep report. Allocations go through the test
+interface (region_alloc_test/control) and are freed before the test ends.
+"""
+
+import pytest
+
+from harness import checks
+from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions, parse_mem_zones
+from harness.model.allocator import predict_sorted_allocs
+from harness.model.bank import MAX_ORDER, MAX_ORDER_PAGES, bank_state, lowest_banked
+
+from variants import BASELINE, DEBUG, REGIONS
+
+CONTROL = "/sys/kernel/debug/region_alloc_test/control"
+DEBUGFS = "/sys/kernel/debug/mem_regions"
+FLAVORS = (REGIONS, DEBUG)
+#: x86_64 memory blocks are 128 MiB
+BLOCK_PAGES = 32768
+
+
+def _snapshot(vm):
+    """Drain the per-cpu lists, then regions and free_blocks in one round trip."""
+    out = vm.run(f"echo drain > {CONTROL} && cat {DEBUGFS}/regions; echo @@; cat {DEBUGFS}/free_blocks",
+                 check=True).stdout
+    regions, free_blocks = out.split("@@\n")
+    return parse_mem_regions(regions, "regions"), parse_mem_free_blocks(free_blocks, "free_blocks")
+
+
+def _events(vm):
+    out = vm.run("grep ^region_bank_ /proc/vmstat", check=True).stdout
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+
+
+def _zone_with_bank(state, min_banked=1):
+    """(node, zone) with the most banked regions; skips nothing: the topology must have one."""
+    counts = state["banked"].groupby(level=["node", "zone"]).sum()
+    (node, zone), n = max(counts.items(), key=lambda kv: kv[1])
+    assert n >= min_banked, f"no zone has {min_banked} banked regions:\n{counts}"
+    return int(node), str(zone)
+
+
+def _listed(free_blocks, node, zone, types):
+    fb = free_blocks.xs((node, zone), level=("node", "zone"))
+    fb = fb[fb.index.get_level_values("order") == MAX_ORDER]
+    return int(fb[fb.index.get_level_values("migratetype").isin(types)]["free_blocks"].sum())
+
+
+def _region_of(regions, node, zone, pfn):
+    z = regions.xs((node, zone), level=("node", "zone"))
+    hit = z[(z["start_pfn"] <= pfn) & (pfn < z["end_pfn"])]
+    assert len(hit) == 1, f"pfn {pfn} is in no region of node {node} {zone}"
+    return int(hit.index[0])
+
+
+def _alloc(vm, node, count, mt):
+    out = vm.run(f"echo 'alloc nid={node} order={MAX_ORDER} count={count} mt={mt} drain=0' > {CONTROL} "
+                 f"&& cat {CONTROL}", check=True).stdout
+    return parse_alloc_pfns(out, "control")["pfn"].tolist()
+
+
+@pytest.fixture(params=FLAVORS)
+def bank_vm(request, rh_guest, rh_topology):
+    vm = rh_guest(request.param, rh_topology)
+    yield vm
+    vm.run(f"echo free > {CONTROL}", check=True)
+    vm.check_console()
+
+
+def test_bank_holds_the_wholly_free_regions(bank_vm):
+    regions, free_blocks = _snapshot(bank_vm)
+    table = checks.check_bank(regions, free_blocks, bank_on=True)
+    assert not checks.failed(table), "\n" + checks.render(table, only_failures=True)
+    state = bank_state(regions, free_blocks)
+    assert state["banked"].any(), "a freshly booted guest has wholly free regions: none is banked"
+    zones = parse_mem_zones(bank_vm.run(f"cat {DEBUGFS}/zones", check=True).stdout, "zones")
+    banked = state[state["banked"]].groupby(level=["node", "zone"])["free"].agg(["count", "sum"])
+    banked = banked.reindex(zones.index, fill_value=0)
+    assert zones["banked_regions"].tolist() == banked["count"].tolist()
+    assert zones["banked_pages"].tolist() == banked["sum"].tolist()
+    assert "bank 1" in bank_vm.run(f"cat {DEBUGFS}/config", check=True).stdout
+
+
+def test_policies_off_banks_nothing(rh_guest, rh_topology):
+    vm = rh_guest(BASELINE, rh_topology)
+    assert "bank 0" in vm.run(f"cat {DEBUGFS}/config", check=True).stdout
+    regions, free_blocks = _snapshot(vm)
+    table = checks.check_bank(regions, free_blocks, bank_on=False)
+    assert not checks.failed(table), "\n" + checks.render(table, only_failures=True)
+
+
+def test_withdrawals_take_the_lowest_banked_region_first(bank_vm):
+    """Movable max-order allocations empty the lists, then withdraw banked regions lowest first."""
+    regions, free_blocks = _snapshot(bank_vm)
+    state = bank_state(regions, free_blocks)
+    node, zone = _zone_with_bank(state, min_banked=2)
+    lowest = lowest_banked(state, node, zone)[:2]
+    bank = {r: int(state.loc[(node, zone, r), "free"]) // MAX_ORDER_PAGES for r in lowest}
+    count = _listed(free_blocks, node, zone, ["Movable"]) + bank[lowest[0]] + 1
+    before = _events(bank_vm)
+    pfns = _alloc(bank_vm, node, count, "movable")
+    after = _events(bank_vm)
+    observed = [_region_of(regions, node, zone, p) for p in pfns]
+    expected = predict_sorted_allocs(free_blocks, node, zone, "Movable", MAX_ORDER, count, bank)
+    assert observed == expected
+    assert after["region_bank_withdraw"] - before["region_bank_withdraw"] >= 2
+    now = bank_state(*_snapshot(bank_vm))
+    assert not now.loc[[(node, zone, r) for r in lowest], "banked"].any()
+
+
+def test_unmovable_claim_returns_a_banked_region_whole(bank_vm):
+    """An unmovable request that finds no free max-order block in the lists takes a banked
+    region back whole, and only then claims a pageblock of it."""
+    regions, free_blocks = _snapshot(bank_vm)
+    state = bank_state(regions, free_blocks)
+    node, zone = _zone_with_bank(state)
+    target = lowest_banked(state, node, zone)[0]
+    count = _listed(free_blocks, node, zone, ["Unmovable", "Movable", "Reclaimable"]) + 1
+    before = _events(bank_vm)
+    pfns = _alloc(bank_vm, node, count, "unmovable")
+    after = _events(bank_vm)
+    assert _region_of(regions, node, zone, pfns[-1]) == target
+    assert after["region_bank_withdraw"] - before["region_bank_withdraw"] >= 1
+    now_regions, now_blocks = _snapshot(bank_vm)
+    now = bank_state(now_regions, now_blocks)
+    row = now.loc[(node, zone, target)]
+    assert not row["banked"]
+    # the rest of the region is back on the free lists, not lost: present - the claimed block
+    assert row["listed"] == row["free"] == row["present"] - MAX_ORDER_PAGES
+
+
+def _block_in_banked_regions(vm, state):
+    """A memory block (sysfs memoryN) wholly inside banked regions of one zone, or None."""
+    listing = vm.run("ls /sys/devices/system/memory | grep '^memory[0-9]' | sed s/memory//",
+                     check=True).stdout.split()
+    regions = state.reset_index()
+    for n in sorted(int(x) for x in listing):
+        lo, hi = n * BLOCK_PAGES, (n + 1) * BLOCK_PAGES
+        inside = regions[(regions["start_pfn"] < hi) & (regions["end_pfn"] > lo)]
+        if len(inside) and inside["banked"].all() and inside["start_pfn"].min() <= lo \
+                and inside["end_pfn"].max() >= hi and inside[["node", "zone"]].drop_duplicates().shape[0] == 1:
+            return n, inside
+    return None
+
+
+def test_offlining_a_block_of_a_banked_region(bank_vm):
+    """Memory hot-remove takes a banked region back first; present follows offline and online."""
+    regions, free_blocks = _snapshot(bank_vm)
+    state = bank_state(regions, free_blocks).join(regions[["start_pfn", "end_pfn"]])
+    found = _block_in_banked_regions(bank_vm, state)
+    assert found, "no memory block lies wholly in banked regions"
+    block, inside = found
+    ids = [tuple(k) for k in inside[["node", "zone", "region"]].itertuples(index=False)]
+    present = {k: int(state.loc[k, "present"]) for k in ids}
+    before = _events(bank_vm)
+    state_file = f"/sys/devices/system/memory/memory{block}/state"
+    bank_vm.run(f"echo offline > {state_file}", check=True)
+    try:
+        assert bank_vm.run(f"cat {state_file}", check=True).stdout.strip() == "offline"
+        assert _events(bank_vm)["region_bank_return"] > before["region_bank_return"]
+        off = parse_mem_regions(bank_vm.run(f"cat {DEBUGFS}/regions", check=True).stdout)
+        for k in ids:
+            lo = max(int(off.loc[k, "start_pfn"]), block * BLOCK_PAGES)
+            hi = min(int(off.loc[k, "end_pfn"]), (block + 1) * BLOCK_PAGES)
+            assert off.loc[k, "present"] == present[k] - (hi - lo), k
+            assert off.loc[k, "banked"] == 0, k
+    finally:
+        bank_vm.run(f"echo online > {state_file}", check=True)
+    back = parse_mem_regions(bank_vm.run(f"cat {DEBUGFS}/regions", check=True).stdout)
+    assert {k: int(back.loc[k, "present"]) for k in ids} == present

@@ -1,0 +1,8 @@
+"""Variants the VM tests boot, shared so that tests on one topology reuse the same guests."""
+
+#: The series' guests boot with 16 MiB regions: a 512 MiB node then has 32 regions, enough
+#: for the bank to hold some and give them back, where the kernel's 512M default gives 1.
+REGIONS = "regions+mem_region_size=16M"
+DEBUG = "debug+mem_region_size=16M"
+#: the policies-off baseline: sorting off turns the bank off too
+BASELINE = "regions+mem_region_sort=0+mem_region_size=16M"
