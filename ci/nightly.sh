@@ -15,8 +15,9 @@ cd "$repo"
 status=0
 # every patch of the series must build on its own
 "$bin/harness" build --flavor regions --each-patch || status=1
-# the suite, with several minutes of stress per topology under the debug kernel
-RH_STRESS_SECONDS=${RH_STRESS_SECONDS:-300} RH_JUNIT="$runs/junit-$(date +%Y%m%d).xml" \
+# the suite, with several minutes of stress and churn per topology under the debug kernel
+RH_STRESS_SECONDS=${RH_STRESS_SECONDS:-300} RH_STRESS_WORKLOADS=${RH_STRESS_WORKLOADS:-stress-pagecache,churn-pagecache} \
+  RH_JUNIT="$runs/junit-$(date +%Y%m%d).xml" \
   bash ci/test.sh || status=1
 
 # the base is the newest run that finished ok, never a failed or aborted one

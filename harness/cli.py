@@ -19,6 +19,11 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def _variants(args) -> dict[str, tuple[str, ...]]:
+    """--variants as an options keyword, or nothing: the options class holds the default."""
+    return {"variants": _csv(args.variants)} if args.variants else {}
+
+
 def cmd_build(args) -> int:
     from harness import kernel
 
@@ -211,7 +216,7 @@ def cmd_experiment(args) -> int:
     from harness.results import compare
 
     opts = experiments.ConsolidationOptions(
-        variants=_csv(args.variants), topology=args.topology, region_size=args.region_size, repeat=args.repeat,
+        **_variants(args), topology=args.topology, region_size=args.region_size, repeat=args.repeat,
         workload=args.workload, seconds=args.seconds, out=Path(args.out), accel=args.accel, source=args.source)
     run_dir, _samples, table, verdicts = experiments.consolidation(opts)
     print(experiments.render(table))
@@ -224,7 +229,7 @@ def cmd_experiment(args) -> int:
 def cmd_bench(args) -> int:
     from harness import bench
 
-    opts = bench.CostOptions(variants=_csv(args.variants), topology=args.topology,
+    opts = bench.CostOptions(**_variants(args), topology=args.topology,
                              orders=bench.parse_orders(args.orders), repeat=args.repeat,
                              pfbench=not args.no_pfbench, out=Path(args.out) if args.out else None,
                              source=args.source)
@@ -329,8 +334,8 @@ def parser() -> argparse.ArgumentParser:
     ex_sub = ex.add_subparsers(dest="experiment", required=True)
     def baseline_and_policy(sp, first_is):
         """--variants (the policies-off baseline first), --topology and --source, as experiments take them."""
-        sp.add_argument("--variants", default="regions+mem_region_sort=0,regions",
-                        help=f"comma-separated; the first is {first_is}")
+        sp.add_argument("--variants", help=f"comma-separated; the first is {first_is} (default: "
+                        "the policies-off baseline, then the series' policies)")
         sp.add_argument("--topology", default="two-node")
         sp.add_argument("--source", help="kernel tarball or tree")
 

@@ -16,6 +16,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 HOST = DATA / "host-6.18"
 REG = DATA / "captures" / "6.12-regions-two-node"
 EXTFRAG = DATA / "captures" / "6.12-vanilla-interleaved-small" / "extfrag"
+BANK = DATA / "captures" / "6.12-bank-two-node" / "mem_regions"
 MEMREG = REG / "mem_regions"
 
 
@@ -470,12 +471,13 @@ def test_snapshot_command_reads_the_live_entries_in_registry_order():
         "/sys/devices/system/node/node*/meminfo", "/sys/devices/system/node/node*/numastat",
         "/sys/devices/system/node/node*/vmstat", "/sys/kernel/debug/mem_regions/regions",
         "/sys/kernel/debug/mem_regions/free_blocks", "/sys/kernel/debug/mem_regions/config",
-        "/sys/kernel/debug/mem_regions/zones", "/sys/kernel/debug/extfrag/unusable_index", "/sys/kernel/debug/extfrag/extfrag_index")
+        "/sys/kernel/debug/mem_regions/zones", "/sys/kernel/debug/extfrag/unusable_index",
+        "/sys/kernel/debug/extfrag/extfrag_index")
     assert " ".join(M.live_paths()) in M.snapshot_command()
 
 
 def test_entries_produce_exactly_their_declared_frames():
-    out = {**M.load_capture(HOST), **M.load_capture(REG), **M.load_capture(EXTFRAG)}
+    out = {**M.load_capture(HOST), **M.load_capture(REG), **M.load_capture(EXTFRAG), **M.load_capture(BANK)}
     declared = [key for entry in REGISTRY for key in entry.frames]
     assert len(declared) == len(set(declared)), "two entries declare the same frame"
     assert set(out) == set(declared)

@@ -51,3 +51,12 @@ def test_bank_is_withdrawn_lowest_region_first_when_the_lists_run_dry(free_block
     # only movable requests withdraw before falling back to other migratetypes
     with pytest.raises(ModelInputError, match="no Unmovable block"):
         predict_sorted_allocs(free_blocks, 0, "DMA32", "Unmovable", 10, 1000, bank)
+
+
+def test_lower_bias_splits_a_lower_region_before_a_higher_exact_fit(free_blocks):
+    # node 1: region 2 holds the only order-8 blocks, region 0 order-10 blocks; with the
+    # bias region 0's larger blocks are split first, and the halves serve the next requests
+    assert predict_sorted_allocs(free_blocks, 1, "DMA32", "Movable", 8, 3, lower_bias=True) == [0, 0, 0]
+    # without a lower region there is nothing to prefer: same as the plain policy
+    plain = predict_sorted_allocs(free_blocks, 0, "DMA32", "Movable", 9, 5)
+    assert predict_sorted_allocs(free_blocks, 0, "DMA32", "Movable", 9, 5, lower_bias=True) == plain

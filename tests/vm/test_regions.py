@@ -5,7 +5,7 @@ from harness import checks
 from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions
 from harness.model.allocator import predict_sorted_allocs
 
-from variants import BASELINE, REGIONS
+from variants import BASELINE, BIAS, REGIONS
 
 CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 ORDER = 9          # pageblock order: a THP-sized block, taken from the buddy lists after a drain
@@ -33,7 +33,7 @@ def _target(vm):
     return node, zone
 
 
-def _alloc(vm, node, extra=""):
+def _alloc(vm, node, extra="", order=ORDER, count=COUNT):
     """Drain, free-block snapshot, then COUNT allocations, in one round trip.
 
     The drain comes first (a one-page alloc drains every per-cpu list) so the snapshot
@@ -43,7 +43,7 @@ def _alloc(vm, node, extra=""):
     """
     out = vm.run(f"echo 'alloc nid={node} order=0 count=1' > {CONTROL} && echo free > {CONTROL} && "
                  f"cat /sys/kernel/debug/mem_regions/free_blocks; echo @@; "
-                 f"echo 'alloc nid={node} order={ORDER} count={COUNT} mt=movable drain=0 {extra}' > {CONTROL} "
+                 f"echo 'alloc nid={node} order={order} count={count} mt=movable drain=0 {extra}' > {CONTROL} "
                  f"&& cat {CONTROL}; echo free > {CONTROL}", check=True).stdout
     before, pfns = out.split("@@\n")
     return parse_mem_free_blocks(before, "free_blocks"), parse_alloc_pfns(pfns, "control")["pfn"].tolist()
@@ -89,3 +89,13 @@ def test_bad_requests_are_refused(rh_guest, rh_topology):
         assert res.status != 0, bad
         assert "Invalid argument" in res.stderr, (bad, res.stderr)
     assert vm.run(f"echo free > {CONTROL} && cat {CONTROL}", check=True).stdout.startswith("freed ")
+
+
+def test_lower_bias_prefers_the_lowest_region_over_the_exact_fit(rh_guest):
+    """mem_region_bias=1: the model with the bias predicts every block; order 4 is not per-cpu cached."""
+    vm = rh_guest(BIAS, "two-node")
+    assert "lower_bias 1" in vm.run("cat /sys/kernel/debug/mem_regions/config", check=True).stdout
+    node, zone = _target(vm)
+    free_blocks, pfns = _alloc(vm, node, order=4, count=64)
+    expected = predict_sorted_allocs(free_blocks, node, zone, "Movable", 4, 64, lower_bias=True)
+    assert [_region_of(vm, node, zone, pfn) for pfn in pfns] == expected

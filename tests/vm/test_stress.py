@@ -1,6 +1,8 @@
 """Stress on every topology under the debug flavor: no kernel report, region counts still exact.
 
-RH_STRESS_SECONDS sets the duration per topology (CI: 60 s; the nightly job: 300 s).
+RH_STRESS_SECONDS sets the duration per topology (CI: 60 s; the nightly job: 300 s) and
+RH_STRESS_WORKLOADS the workloads (CI: stress-pagecache; the nightly job adds
+churn-pagecache, the consolidation experiment's workload).
 """
 
 import os
@@ -8,16 +10,20 @@ import os
 import pytest
 
 from harness import checks, topology, workloads
+from harness.metrics import parse_mem_free_blocks, parse_mem_regions
 
 from variants import DEBUG
 
 SECONDS = int(os.environ.get("RH_STRESS_SECONDS", "60"))
+WORKLOADS = [w for w in os.environ.get("RH_STRESS_WORKLOADS", "stress-pagecache").split(",") if w]
+CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 
 
 @pytest.mark.slow
-def test_debug_kernel_survives_stress(rh_guest, rh_topology, guest_facts):
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_debug_kernel_survives_stress(rh_guest, rh_topology, guest_facts, workload):
     vm = rh_guest(DEBUG, rh_topology)
-    cmd = workloads.get("stress-pagecache").command(topology.load(rh_topology), SECONDS)
+    cmd = workloads.get(workload).command(topology.load(rh_topology), SECONDS)
     res = vm.run(cmd, timeout=SECONDS + 900)
     assert res.status == 0, res.stderr[-2000:]
     # WARNING, BUG, lockdep, KASAN, hung task: vm.run already checked; once more after settling
@@ -25,3 +31,9 @@ def test_debug_kernel_survives_stress(rh_guest, rh_topology, guest_facts):
     frames, inputs, declared = guest_facts(vm, DEBUG, rh_topology)
     table = checks.check_capture(frames, inputs, declared)
     assert not checks.failed(table), "\n" + checks.render(table, only_failures=True)
+    # quiet again: after a drain the bank holds every wholly free region but the cache
+    out = vm.run(f"echo drain > {CONTROL} && cat /sys/kernel/debug/mem_regions/regions; echo @@; "
+                 "cat /sys/kernel/debug/mem_regions/free_blocks", check=True).stdout
+    regions, free_blocks = out.split("@@\n")
+    bank = checks.check_bank(parse_mem_regions(regions), parse_mem_free_blocks(free_blocks), bank_on=True)
+    assert not checks.failed(bank), "\n" + checks.render(bank, only_failures=True)

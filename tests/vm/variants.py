@@ -6,3 +6,5 @@ REGIONS = "regions+mem_region_size=16M"
 DEBUG = "debug+mem_region_size=16M"
 #: the policies-off baseline: sorting off turns the bank off too
 BASELINE = "regions+mem_region_sort=0+mem_region_size=16M"
+#: the lower-region bias (patch 0007), booted on one topology only
+BIAS = "regions+mem_region_size=16M+mem_region_bias=1"
