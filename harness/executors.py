@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import hashlib
 import io
 import logging
@@ -32,6 +33,7 @@ import socket
 import sys
 import tarfile
 import tempfile
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -221,8 +223,11 @@ def unpack_dir(blob: bytes, dest: Path) -> None:
     """Extract pack_dir's blob into dest (which must not exist); refuses links out and absolute names."""
     dest = Path(dest)
     dest.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InfraError(f"{dest}: a worker sent back an unreadable guest directory ({exc})") from exc
 
 
 def remote_job(fn: JobFn, payload: dict[str, Any], kernel_key: str, digest: str, dirname: str) -> dict[str, Any]:
