@@ -433,8 +433,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("paramiko").setLevel(logging.WARNING)  # one line per ssh connect otherwise
-    if not args.verbose:   # dask's scheduler logs every worker and client coming and going
-        logging.getLogger("distributed").setLevel(logging.WARNING)
     # signals can only be caught in the main thread (a test may call main() from another)
     catch = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, _interrupted) for s in (signal.SIGTERM, signal.SIGHUP)} if catch else {}

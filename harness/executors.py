@@ -274,6 +274,9 @@ class Dask(Executor):
             deliver: Deliver, progress: Callable[[str], None]) -> None:
         from distributed import as_completed
 
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            # dask's scheduler logs every worker and client coming and going (set on its import)
+            logging.getLogger("distributed").setLevel(logging.WARNING)
         with self.connect() as client:
             workers = list(client.scheduler_info()["workers"])
             progress(f"dask: {len(workers)} workers at {client.scheduler.address}")

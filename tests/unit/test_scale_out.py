@@ -177,3 +177,19 @@ def test_bad_executor_options_exit_2_before_any_build(tmp_path, monkeypatch, cap
     assert cli.main(["run", *MATRIX, "--out", str(tmp_path), *args]) == 2
     assert words in capsys.readouterr().err
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_the_ci_workflow_shards_the_matrix_and_merges_every_shard():
+    import re
+
+    import yaml
+
+    wf = yaml.safe_load((Path(__file__).resolve().parents[2] / "ci" / "workflow.yml").read_text())
+    matrix, merge = wf["jobs"]["matrix"], wf["jobs"]["merge"]
+    shards = matrix["strategy"]["matrix"]["shard"]
+    script = " ".join(s.get("run", "") for s in matrix["steps"])
+    (n,) = re.findall(r"--shard \$\{\{ matrix\.shard \}\}/(\d+)", script)
+    assert shards == list(range(1, int(n) + 1))      # N slices, one runner each
+    assert merge["needs"] == "matrix" and "always()" in merge["if"]
+    merge_script = " ".join(s.get("run", "") for s in merge["steps"])
+    assert "harness\" merge shards/run-shard-*/*/ --out" in merge_script
