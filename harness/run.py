@@ -402,7 +402,9 @@ def _run_jobs(opts: RunOptions, mine: list[jobs.Job], run_dir: Path, meta: dict[
             progress(f"guest {len(outcomes)}/{len(todo)} done: {job.dir} {o.status} on {d.host or '?'} "
                      f"({_eta(len(outcomes), len(todo), time.monotonic() - t_guests)})")
 
-    ex.run(execute_job, tasks, {b.key: b.directory for b in builds.values()}, run_dir / STAGING, deliver, progress)
+    if tasks:   # a resume with nothing to do starts no cluster
+        ex.run(execute_job, tasks, {b.key: b.directory for b in builds.values()}, run_dir / STAGING, deliver,
+               progress)
     missing = [j for j in todo if j.id not in outcomes]
     if missing:
         raise InfraError(f"{len(missing)} jobs came back from no worker: {', '.join(j.dir for j in missing)}")

@@ -151,9 +151,16 @@ def test_a_worker_killed_mid_guest_loses_no_job(tmp_path, rh_build, capsys):
 
 
 @pytest.fixture(autouse=True)
-def _no_dask_left(request):
-    """No dask process of this test survives it (LocalCluster workers are children of this process)."""
+def _no_process_left():
+    """No process this test started survives it: dask workers, nannies, schedulers (QEMU is checked above)."""
+    me = psutil.Process()
+    before = {c.pid for c in me.children(recursive=True)}
     yield
-    children = [c for c in psutil.Process().children(recursive=True) if c.is_running()
+
+    def leftovers():
+        return [c for c in me.children(recursive=True) if c.pid not in before and c.is_running()
                 and c.status() != psutil.STATUS_ZOMBIE]
-    assert not [c for c in children if "distributed" in " ".join(c.cmdline()) or "dask" in " ".join(c.cmdline())]
+    end = time.monotonic() + 15
+    while leftovers() and time.monotonic() < end:
+        time.sleep(0.5)
+    assert not leftovers(), [" ".join(c.cmdline()) for c in leftovers()]
