@@ -33,6 +33,7 @@ import socket
 import sys
 import tarfile
 import tempfile
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -243,8 +244,7 @@ def remote_job(fn: JobFn, payload: dict[str, Any], kernel_key: str, digest: str,
                 "host": host, "worker": worker}
     if not has_kernel(kernel_key):
         return {"kernel_missing": kernel_key, "host": host, "worker": worker}
-    scratch = cache_root() / "jobs"
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch = _job_scratch()
     workdir = Path(tempfile.mkdtemp(prefix=f"{dirname}-", dir=scratch))
     try:
         outcome = fn(payload, workdir)
@@ -253,6 +253,20 @@ def remote_job(fn: JobFn, payload: dict[str, Any], kernel_key: str, digest: str,
         return {"outcome": outcome, "tree": blob, "host": host, "worker": worker}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+#: a job's scratch directory older than this belongs to a worker that was killed mid-job: removed
+STALE_SCRATCH = 24 * 3600.0
+
+
+def _job_scratch() -> Path:
+    root = cache_root() / "jobs"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > STALE_SCRATCH:
+                shutil.rmtree(old, ignore_errors=True)
+    return root
 
 
 def _kernels_present(keys: list[str]) -> dict[str, bool]:
