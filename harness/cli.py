@@ -85,19 +85,56 @@ def cmd_boot(args) -> int:
         return os.spawnvp(os.P_WAIT, argv[0], argv)
 
 
+#: `harness run` options that define the matrix: with --resume they come from the run
+_MATRIX_ARGS = ("flavors", "topologies", "workload", "seconds", "interval", "out", "region_size", "repeat",
+                "accel", "source", "append", "shard")
+
+
 def cmd_run(args) -> int:
     from harness import run as main_job
+    from harness.executors import ExecOptions
 
-    opts = main_job.RunOptions(
-        flavors=_csv(args.flavors), topologies=_csv(args.topologies), workload=args.workload,
-        seconds=args.seconds, interval=args.interval, out=Path(args.out), accel=args.accel,
-        source=args.source, jobs=args.jobs, append=args.append, repeat=args.repeat,
-        region_size=args.region_size or None)
-    run_dir, outcomes = main_job.run(opts)
+    executor = ExecOptions(parallel=args.parallel, scheduler=args.scheduler,
+                           ssh_hosts=_csv(args.ssh_hosts) if args.ssh_hosts is not None else ())
+    if args.ssh_hosts is not None and not executor.ssh_hosts:
+        raise UserError("--ssh-hosts: give the worker hosts comma-separated, e.g. --ssh-hosts lab1,lab2")
+    if args.resume:
+        given = [f"--{a.replace('_', '-')}" for a in _MATRIX_ARGS if getattr(args, a) is not None]
+        if given:
+            raise UserError(f"--resume takes the matrix from the run: drop {', '.join(given)}")
+        run_dir, outcomes = main_job.resume(Path(args.resume), executor=executor)
+    else:
+        defaults = main_job.RunOptions()
+        opts = main_job.RunOptions(
+            flavors=_csv(args.flavors) if args.flavors is not None else defaults.flavors,
+            topologies=_csv(args.topologies) if args.topologies is not None else defaults.topologies,
+            workload=args.workload or defaults.workload, seconds=args.seconds,
+            interval=args.interval if args.interval is not None else defaults.interval,
+            out=Path(args.out or defaults.out), accel=args.accel or defaults.accel, source=args.source,
+            jobs=args.jobs, append=args.append or "", repeat=args.repeat if args.repeat is not None else 1,
+            region_size=(args.region_size or None) if args.region_size is not None else defaults.region_size)
+        run_dir, outcomes = main_job.run(opts, executor=executor, shard=args.shard)
     print(main_job.summary(outcomes))
     print("\n" + main_job.headline(outcomes, run_dir))
     print(f"\nrun directory: {run_dir}")
     main_job.raise_for_outcomes(outcomes, run_dir)
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from harness import merge
+    from harness import run as main_job
+
+    out, outcomes, missing = merge.merge_runs([Path(r) for r in args.runs], Path(args.out))
+    print(main_job.summary(outcomes))
+    print(f"\nmerged run: {out} ({len(outcomes)} guests from {len(args.runs)} runs)")
+    if missing:
+        from harness.errors import InfraError
+
+        raise InfraError(f"{len(missing)} jobs of the matrix are in none of the runs "
+                         f"({', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''}): "
+                         "merge every shard, or `harness run --resume` the shard that lacks them")
+    main_job.raise_for_outcomes(outcomes, out)
     return 0
 
 
@@ -280,19 +317,38 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="the main job: build, boot, stress, snapshot, check, store")
     from harness.run import DEFAULT_FLAVORS, DEFAULT_TOPOLOGIES
-    r.add_argument("--flavors", default=",".join(DEFAULT_FLAVORS))
-    r.add_argument("--topologies", default=",".join(DEFAULT_TOPOLOGIES))
-    r.add_argument("--workload", default="stress")
+    r.add_argument("--flavors", help=f"variants, comma-separated (default {','.join(DEFAULT_FLAVORS)})")
+    r.add_argument("--topologies", help=f"comma-separated (default {','.join(DEFAULT_TOPOLOGIES)})")
+    r.add_argument("--workload", help="a workload name (default stress)")
     r.add_argument("--seconds", type=int, help="workload duration (default: the workload's)")
-    r.add_argument("--interval", type=float, default=5.0, help="seconds between snapshots")
-    r.add_argument("--out", default="runs", help="parent of the run directory")
-    r.add_argument("--jobs", type=int)
-    r.add_argument("--region-size", default="16M",
+    r.add_argument("--interval", type=float, help="seconds between snapshots (default 5)")
+    r.add_argument("--out", help="parent of the run directory (default runs)")
+    r.add_argument("--jobs", type=int, help="make -j for kernel builds (default: nproc)")
+    r.add_argument("--region-size",
                    help="mem_region_size= for kernels with the series (default 16M; '' for the kernel's 512M)")
-    r.add_argument("--repeat", type=int, default=1,
-                   help="repetitions of every guest, interleaved A B A B (statistics need 5 or more)")
-    vm_options(r)
+    r.add_argument("--repeat", type=int,
+                   help="repetitions of every guest, interleaved A B A B (default 1; statistics need 5 or more)")
+    r.add_argument("--accel", choices=("auto", "tcg", "kvm"), help="QEMU acceleration (default auto)")
+    r.add_argument("--source", help="kernel tarball or tree")
+    r.add_argument("--append", help="extra kernel command line")
+    ex_g = r.add_argument_group("where the guests run (dask.distributed; default: here, one after another)")
+    ex_g.add_argument("--parallel", type=int, metavar="N",
+                      help="N guests at once on a local dask cluster (about one per core under TCG); "
+                           "with --ssh-hosts: workers per host")
+    ex_g.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                      help="run on the workers of this `dask scheduler` (each prepared by ci/setup.sh)")
+    ex_g.add_argument("--ssh-hosts", metavar="A,B,C",
+                      help="start a scheduler on A and a worker on each host over ssh (dask SSHCluster)")
+    ex_g.add_argument("--shard", metavar="K/N", help="run only the K-th of N slices of the jobs (by job id); "
+                      "`harness merge` joins the slices")
+    ex_g.add_argument("--resume", metavar="RUN",
+                      help="run again the jobs of RUN that are missing or failed for infrastructure reasons")
     r.set_defaults(func=cmd_run)
+
+    mg = sub.add_parser("merge", help="merge run directories (shards of one matrix) into one run")
+    mg.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    mg.add_argument("--out", required=True, help="the merged run directory (must not exist)")
+    mg.set_defaults(func=cmd_merge)
 
     c = sub.add_parser("check", help="check a saved run (or one guest dir) against the model, offline")
     c.add_argument("path")

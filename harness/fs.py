@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +109,33 @@ def read_tree(directory: Path) -> dict[str, str]:
     directory = Path(directory)
     return {p.relative_to(directory).as_posix(): p.read_text(errors="replace")
             for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def tree_digest(directory: Path) -> str:
+    """sha256 over every regular file under ``directory`` (relative path and bytes): equal trees, equal digests."""
+    h = hashlib.sha256()
+    root = Path(directory)
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def replace_dir(staged: Path, final: Path) -> None:
+    """Put the directory ``staged`` at ``final`` (same filesystem), replacing what was there.
+
+    A reader sees the old directory or the new one, never half of either: the old one is
+    renamed aside first, then the new one renamed in, then the old one removed.
+    """
+    staged, final = Path(staged), Path(final)
+    trash = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if final.exists():
+        os.rename(final, trash)
+    os.rename(staged, final)
+    _fsync_dir(final.parent)
+    if trash.exists():
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def is_disk_full(text: str) -> bool:

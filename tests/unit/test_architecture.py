@@ -79,7 +79,8 @@ def _reaches(src: str, prefix: str) -> bool:
     return any(d == prefix or d.startswith(prefix + ".") for d in GRAPH[src])
 
 
-@pytest.mark.parametrize("pure", ["harness.metrics", "harness.model", "harness.checks", "harness.results.stats"])
+@pytest.mark.parametrize("pure", ["harness.metrics", "harness.model", "harness.checks", "harness.results.stats",
+                                  "harness.jobs"])
 def test_pure_stages_run_nothing(pure):
     """Parsers, model, checks and statistics: no VM, no ssh, no build, no subprocess."""
     for m in (m for m in GRAPH if m == pure or m.startswith(pure + ".")):

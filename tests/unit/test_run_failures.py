@@ -47,6 +47,7 @@ def _fake_build(tmp_path):
     meta = SimpleNamespace(kernel_version="6.12.117", package_version="6.12.117-1", compiler="gcc 12",
                            durations={})
     return lambda *a, **kw: SimpleNamespace(key="k" * 64, cached=True, bzimage=tmp_path / "bzImage",
+                                            directory=tmp_path,
                                             metadata=meta, config_path=tmp_path / "config")
 
 
