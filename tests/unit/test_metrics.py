@@ -16,7 +16,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 HOST = DATA / "host-6.18"
 REG = DATA / "captures" / "6.12-regions-two-node"
 EXTFRAG = DATA / "captures" / "6.12-vanilla-interleaved-small" / "extfrag"
-BANK = DATA / "captures" / "6.12-bank-two-node" / "mem_regions"
+BANK = DATA / "captures" / "6.12-bank-two-node"
 MEMREG = REG / "mem_regions"
 
 

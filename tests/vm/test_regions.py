@@ -74,11 +74,14 @@ def test_pfn_window_is_honoured_with_sorting_off(rh_guest, rh_topology):
     node, zone = _target(vm)
     regions = parse_mem_regions(vm.run("cat /sys/kernel/debug/mem_regions/regions", check=True).stdout)
     z = regions.xs((node, zone), level=("node", "zone"))
-    top = z[z["free"] >= (COUNT << ORDER) * 2].iloc[-1]     # the highest region with room
-    window = f"low_pfn={int(top.start_pfn)} high_pfn={int(top.end_pfn)}"
-    _, pfns = _alloc(vm, node, window)
+    # the highest regions with room for twice the request (16M regions hold 8 THP blocks)
+    top = z.sort_values("start_pfn", ascending=False)
+    room = top["free"].cumsum()
+    low = int(top[room >= (COUNT << ORDER) * 2].iloc[0].start_pfn)
+    high = int(top.iloc[0].end_pfn)
+    _, pfns = _alloc(vm, node, f"low_pfn={low} high_pfn={high}")
     assert len(pfns) == COUNT
-    assert all(top.start_pfn <= p and p + (1 << ORDER) <= top.end_pfn for p in pfns)
+    assert all(low <= p and p + (1 << ORDER) <= high for p in pfns)
 
 
 def test_bad_requests_are_refused(rh_guest, rh_topology):
