@@ -48,18 +48,12 @@ def cluster(tmp_path_factory):
     from distributed import Client, LocalCluster
 
     worker_cache = tmp_path_factory.mktemp("worker-cache")
-    old = os.environ.get("REGION_HARNESS_CACHE")
-    os.environ["REGION_HARNESS_CACHE"] = str(worker_cache)
-    try:
-        with executors._quiet_dask():
-            lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                              memory_limit=0)
-        client = Client(lc)
-    finally:
-        if old is None:
-            os.environ.pop("REGION_HARNESS_CACHE")
-        else:
-            os.environ["REGION_HARNESS_CACHE"] = old
+    # the nannies pass env to every worker they start, restarts after a killed worker included
+    # (an os.environ set around the start would reach only the first ones)
+    with executors._quiet_dask():
+        lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                          memory_limit=0, env={"REGION_HARNESS_CACHE": str(worker_cache)})
+    client = Client(lc)
     yield client, worker_cache
     client.close()
     lc.close()
