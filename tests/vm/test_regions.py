@@ -4,6 +4,7 @@
 from harness import checks
 from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions
 from harness.model.allocator import predict_sorted_allocs
+from harness.model.bank import MAX_ORDER
 
 from variants import BASELINE, BIAS, REGIONS
 
@@ -39,14 +40,24 @@ def _alloc(vm, node, extra="", order=ORDER, count=COUNT):
     The drain comes first (a one-page alloc drains every per-cpu list) so the snapshot
     sees the blocks the allocation will see: a drained THP block can merge with its
     buddy or, at the end of RAM, stay a lone order-9 block. The measured alloc then
-    runs with drain=0. Returns (free_blocks, pfns).
+    runs with drain=0. Returns (free_blocks, regions, pfns).
     """
     out = vm.run(f"echo 'alloc nid={node} order=0 count=1' > {CONTROL} && echo free > {CONTROL} && "
                  f"cat /sys/kernel/debug/mem_regions/free_blocks; echo @@; "
+                 f"cat /sys/kernel/debug/mem_regions/regions; echo @@; "
                  f"echo 'alloc nid={node} order={order} count={count} mt=movable drain=0 {extra}' > {CONTROL} "
                  f"&& cat {CONTROL}; echo free > {CONTROL}", check=True).stdout
-    before, pfns = out.split("@@\n")
-    return parse_mem_free_blocks(before, "free_blocks"), parse_alloc_pfns(pfns, "control")["pfn"].tolist()
+    before, regions, pfns = out.split("@@\n")
+    return (parse_mem_free_blocks(before, "free_blocks"), parse_mem_regions(regions, "regions"),
+            parse_alloc_pfns(pfns, "control")["pfn"].tolist())
+
+
+def _bank(regions, node, zone):
+    """The zone's banked regions and their max-order blocks: the model withdraws them lowest first."""
+    z = regions.xs((node, zone), level=("node", "zone"))
+    if "banked" not in z.columns:
+        return {}
+    return {int(r): int(row.free) >> MAX_ORDER for r, row in z[z["banked"] != 0].iterrows()}
 
 
 def _region_of(vm, node, zone, pfn):
@@ -60,9 +71,9 @@ def _region_of(vm, node, zone, pfn):
 def test_sorted_allocations_land_in_lowest_regions(rh_guest, rh_topology):
     vm = rh_guest(REGIONS, rh_topology)
     node, zone = _target(vm)
-    free_blocks, pfns = _alloc(vm, node)
+    free_blocks, regions, pfns = _alloc(vm, node)
     assert len(pfns) == COUNT
-    expected = predict_sorted_allocs(free_blocks, node, zone, "Movable", ORDER, COUNT)
+    expected = predict_sorted_allocs(free_blocks, node, zone, "Movable", ORDER, COUNT, _bank(regions, node, zone))
     observed = [_region_of(vm, node, zone, pfn) for pfn in pfns]
     assert observed == expected
 
@@ -79,7 +90,7 @@ def test_pfn_window_is_honoured_with_sorting_off(rh_guest, rh_topology):
     room = top["free"].cumsum()
     low = int(top[room >= (COUNT << ORDER) * 2].iloc[0].start_pfn)
     high = int(top.iloc[0].end_pfn)
-    _, pfns = _alloc(vm, node, f"low_pfn={low} high_pfn={high}")
+    _, _, pfns = _alloc(vm, node, f"low_pfn={low} high_pfn={high}")
     assert len(pfns) == COUNT
     assert all(low <= p and p + (1 << ORDER) <= high for p in pfns)
 
@@ -99,6 +110,7 @@ def test_lower_bias_prefers_the_lowest_region_over_the_exact_fit(rh_guest):
     vm = rh_guest(BIAS, "two-node")
     assert "lower_bias 1" in vm.run("cat /sys/kernel/debug/mem_regions/config", check=True).stdout
     node, zone = _target(vm)
-    free_blocks, pfns = _alloc(vm, node, order=4, count=64)
-    expected = predict_sorted_allocs(free_blocks, node, zone, "Movable", 4, 64, lower_bias=True)
+    free_blocks, regions, pfns = _alloc(vm, node, order=4, count=64)
+    expected = predict_sorted_allocs(free_blocks, node, zone, "Movable", 4, 64, _bank(regions, node, zone),
+                                     lower_bias=True)
     assert [_region_of(vm, node, zone, pfn) for pfn in pfns] == expected
