@@ -100,3 +100,10 @@ def test_results_do_not_import_kernel_builds():
 def test_vm_does_not_import_the_main_job():
     for m in (m for m in GRAPH if m.startswith("harness.vm")):
         assert not _reaches(m, "harness.run") and not _reaches(m, "harness.cli"), m
+
+
+def test_test_modules_have_unique_basenames():
+    # without __init__.py files pytest imports test modules by basename: a second
+    # tests/vm/test_x.py beside tests/unit/test_x.py stops the whole collection
+    names = [p.name for p in (PACKAGE.parent / "tests").glob("*/test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
