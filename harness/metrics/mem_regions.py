@@ -33,45 +33,37 @@ def _header(lines: list[str], source: str, first: list[str]) -> list[str]:
     return head
 
 
+def _table(lines: list[str], source: str, head: list[str], index: list[str]) -> pd.DataFrame:
+    """Rows of whitespace-separated fields under ``head``: the ``index`` columns first (zone a
+    name, the others numbers), then numeric columns named by the header."""
+    keys: list[list[Hashable]] = [[] for _ in index]
+    rows: list[list[int]] = []
+    for lineno, line in enumerate(lines[1:], 2):
+        parts = line.split()
+        if len(parts) != len(head):
+            raise ParseError(source, lineno, f"expected {len(head)} fields, got {len(parts)}: {line!r}")
+        try:
+            for column, name, part in zip(keys, index, parts, strict=False):
+                column.append(part if name == "zone" else int(part))
+            rows.append([int(p) for p in parts[len(index):]])
+        except ValueError:
+            raise ParseError(source, lineno, f"expected numbers in {line!r}") from None
+    return int_frame(rows, fast_index(keys, index), head[len(index):])
+
+
 def parse_mem_regions(text: str, source: str = "regions") -> pd.DataFrame:
     """Parse mem_regions/regions: the seven columns every version prints, then any the header adds."""
     lines = lines_of(text, source)
     head = _header(lines, source, _REGIONS_HEADER)
     if len(set(head)) != len(head):
         raise ParseError(source, 1, f"duplicate columns in {lines[0]!r}")
-    keys: list[list[Hashable]] = [[], [], []]
-    rows: list[list[int]] = []
-    for lineno, line in enumerate(lines[1:], 2):
-        parts = line.split()
-        if len(parts) != len(head):
-            raise ParseError(source, lineno, f"expected {len(head)} fields, got {len(parts)}: {line!r}")
-        try:
-            keys[0].append(int(parts[0]))
-            keys[2].append(int(parts[2]))
-            rows.append([int(p) for p in parts[3:]])
-        except ValueError:
-            raise ParseError(source, lineno, f"expected numbers in {line!r}") from None
-        keys[1].append(parts[1])
-    return int_frame(rows, fast_index(keys, ["node", "zone", "region"]), head[3:])
+    return _table(lines, source, head, ["node", "zone", "region"])
 
 
 def parse_mem_zones(text: str, source: str = "zones") -> pd.DataFrame:
     """Parse mem_regions/zones: per zone, wholly free regions in the buddy lists and the bank."""
     lines = lines_of(text, source)
-    head = _header(lines, source, _ZONES_HEADER)
-    keys: list[list[Hashable]] = [[], []]
-    rows: list[list[int]] = []
-    for lineno, line in enumerate(lines[1:], 2):
-        parts = line.split()
-        if len(parts) != len(head):
-            raise ParseError(source, lineno, f"expected {len(head)} fields, got {len(parts)}: {line!r}")
-        try:
-            keys[0].append(int(parts[0]))
-            rows.append([int(p) for p in parts[2:]])
-        except ValueError:
-            raise ParseError(source, lineno, f"expected numbers in {line!r}") from None
-        keys[1].append(parts[1])
-    return int_frame(rows, fast_index(keys, ["node", "zone"]), head[2:])
+    return _table(lines, source, _header(lines, source, _ZONES_HEADER), ["node", "zone"])
 
 
 def parse_mem_free_blocks(text: str, source: str = "free_blocks") -> pd.DataFrame:
