@@ -65,8 +65,8 @@ def _bank(regions, node, zone):
     return {int(r): int(row.free) >> MAX_ORDER for r, row in z[z["banked"] != 0].iterrows()}
 
 
-def _region_of(vm, node, zone, pfn):
-    regions = parse_mem_regions(vm.run("cat /sys/kernel/debug/mem_regions/regions", check=True).stdout)
+def _region_of(regions, node, zone, pfn):
+    """The region of the zone that holds pfn, from a regions snapshot (the geometry does not change)."""
     z = regions.xs((node, zone), level=("node", "zone"))
     hit = z[(z["start_pfn"] <= pfn) & (pfn < z["end_pfn"])]
     assert len(hit) == 1, f"pfn {pfn} is in no region of node {node} {zone}"
@@ -91,7 +91,7 @@ def _assert_model_predicts(vm, order, count, lower_bias=False):
         assert len(pfns) == count
         expected = predict_sorted_allocs(free_blocks, node, zone, "Movable", order, count,
                                          _bank(regions, node, zone), lower_bias=lower_bias)
-        observed = [_region_of(vm, node, zone, pfn) for pfn in pfns]
+        observed = [_region_of(regions, node, zone, pfn) for pfn in pfns]
         if observed == expected:
             return
         tries.append(f"observed {observed}\nexpected {expected}")
