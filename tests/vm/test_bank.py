@@ -9,7 +9,13 @@ interface (region_alloc_test/control) and are freed before the test ends.
 import pytest
 
 from harness import checks
-from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions, parse_mem_zones
+from harness.metrics import (
+    parse_alloc_pfns,
+    parse_mem_free_blocks,
+    parse_mem_regions,
+    parse_mem_zones,
+    parse_pagetypeinfo,
+)
 from harness.model.allocator import predict_sorted_allocs
 from harness.model.bank import MAX_ORDER, MAX_ORDER_PAGES, bank_state, lowest_banked
 
@@ -171,3 +177,23 @@ def test_offlining_a_block_of_a_banked_region(bank_vm):
         bank_vm.run(f"echo online > {state_file}", check=True)
     back = parse_mem_regions(bank_vm.run(f"cat {DEBUGFS}/regions", check=True).stdout)
     assert {k: int(back.loc[k, "present"]) for k in ids} == present
+
+
+def test_region_pageblocks_add_up_to_pagetypeinfo(bank_vm):
+    """Per zone the regions' pageblocks by type are pagetypeinfo's block counts; a banked region's are all movable."""
+    out = bank_vm.run(f"echo drain > {CONTROL} && cat {DEBUGFS}/regions; echo @@; cat /proc/pagetypeinfo",
+                      check=True).stdout
+    regions_text, pagetypeinfo = out.split("@@\n")
+    regions = parse_mem_regions(regions_text, "regions")
+    blocks = parse_pagetypeinfo(pagetypeinfo, "pagetypeinfo").blocks["pageblocks"]
+    columns = [c for c in regions.columns if c.startswith("pageblocks_")]
+    sums = regions[columns].groupby(level=["node", "zone"]).sum()
+    sums.columns = [c.removeprefix("pageblocks_") for c in columns]
+    per_type = sums.stack()
+    per_type.index.names = ["node", "zone", "migratetype"]
+    assert per_type.reindex(blocks.index).tolist() == blocks.tolist()
+    banked = regions[regions["banked"] != 0]
+    assert len(banked)
+    assert (banked["pageblocks_Movable"] * 512 == banked["present"]).all()
+    assert (banked[[c for c in columns if c != "pageblocks_Movable"]] == 0).all().all()
+    assert (regions["index"] == regions["start_pfn"] // (regions["end_pfn"] - regions["start_pfn"]).max()).all()
