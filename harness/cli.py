@@ -138,7 +138,7 @@ def cmd_selftests(args) -> int:
         topologies=_csv(args.topology) if args.topology is not None else defaults.topologies,
         tests=_csv(args.tests) if args.tests is not None else None,
         out=Path(args.out or defaults.out), accel=args.accel, source=args.source,
-        retries=args.retries if args.retries is not None else defaults.retries)
+        retries=args.retries if args.retries is not None else defaults.retries, parallel=args.parallel)
     run_dir, results, verdicts = selftests.run_selftests(opts)
     print((run_dir / "summary.txt").read_text(), end="")
     print(f"\nrun directory: {run_dir}")
@@ -384,6 +384,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--retries", type=int, help="run a failed program again up to N times in its guest: failing "
                                                "once, then passing, is flaky, not a regression (default: 2; a "
                                                "test measured to be flaky has its own count)")
+    st.add_argument("--parallel", type=int, help="guests at once, on a local dask cluster (about one per core)")
     st.add_argument("--list", action="store_true", help="list the selftests, the default set and what is left out")
     vm_options(st)
     st.set_defaults(func=cmd_selftests)

@@ -24,9 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness import kernel, topology
+from harness import executors, kernel, topology
 from harness.errors import CheckFailed, GuestKernelError, InfraError, UserError, VMError
-from harness.fs import atomic_write, disk_full_is_infra, write_csv, write_json
+from harness.fs import atomic_write, disk_full_is_infra, replace_dir, write_csv, write_json
 from harness.selftests import suite, tap, verdict
 from harness.selftests.build import SelftestBuild, build_selftests
 from harness.session import guest
@@ -35,6 +35,8 @@ from harness.variant import Variant, parse_variants
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
+#: where executors stage guest directories inside the run's staging directory
+STAGING = ".jobs"
 #: where the programs are unpacked in the guest (tmpfs)
 GUEST_DIR = "/tmp/selftests"
 #: seconds the ssh command may take beyond the test's own timeout (unpacking, the console check)
@@ -55,6 +57,8 @@ class SelftestsOptions:
     source: str | None = None
     #: a failed program runs again up to this many times (see _attempts)
     retries: int = 2
+    #: guests at once (a local dask cluster when > 1; about one per core under TCG)
+    parallel: int | None = None
 
 
 @dataclass
@@ -220,8 +224,9 @@ def run_selftests(opts: SelftestsOptions, progress: Progress = print) -> tuple[P
     tests = suite.select(opts.tests)
     if opts.retries < 0:
         raise UserError(f"--retries {opts.retries}: give 0 (no retries) or more")
+    executors.validate(executors.ExecOptions(parallel=opts.parallel))
     kernels = {v.flavor: kernel.build(v.flavor, opts.source) for v in variants}
-    builds = {f: build_selftests(f, tests, opts.source, progress) for f in kernels}
+    builds = {f: build_selftests(f, opts.source, progress) for f in kernels}
     started = _dt.datetime.now(_dt.UTC)
     parent = Path(opts.out)
     parent.mkdir(parents=True, exist_ok=True)
@@ -238,13 +243,7 @@ def run_selftests(opts: SelftestsOptions, progress: Progress = print) -> tuple[P
     t0 = time.monotonic()
     try:
         with disk_full_is_infra("writing the selftests run", staging):
-            runs = []
-            for topo in topos:
-                for v in variants:
-                    name = f"{v}@{topo.name}"
-                    progress(f"{name}: booting ({len(tests)} tests)")
-                    runs.append(run_guest(kernels[v.flavor], builds[v.flavor], v, topo, tests,
-                                          staging / _dirname(name), opts.accel, progress, opts.retries))
+            runs = _run_guests(opts, variants, topos, tests, kernels, builds, staging, progress)
             results = verdict.results_frame([r for g in runs for r in g.rows])
             verdicts = verdict.compare(results, str(variants[0]))
             write_csv(staging / "results.csv", results)
@@ -266,6 +265,62 @@ def run_selftests(opts: SelftestsOptions, progress: Progress = print) -> tuple[P
         raise
     staging.rename(final)
     return final, results, verdicts
+
+
+def execute_job(payload: dict[str, Any], workdir: Path) -> GuestRun:
+    """One guest's selftests, in this process or on a dask worker of this machine (executors call it)."""
+    build = payload.get("build") or kernel.cached_build(payload["kernel_key"])
+    if build is None:
+        raise InfraError(f"kernel {payload['kernel_key'][:12]} is not in {kernel.cache_root()}")
+    st = SelftestBuild(payload["selftests_key"], Path(payload["selftests_dir"]), cached=True)
+    progress: Progress = print if payload.get("announce") else log.info
+    return run_guest(build, st, Variant.parse(payload["variant"]), topology.load(payload["topology"]),
+                     suite.select(payload["tests"]), workdir / payload["dir"], payload["accel"], progress,
+                     payload["retries"])
+
+
+def _run_guests(opts: SelftestsOptions, variants: tuple[Variant, ...], topos: list[topology.Topology],
+                tests: tuple[suite.Selftest, ...], kernels: dict[str, kernel.BuildResult],
+                builds: dict[str, SelftestBuild], staging: Path, progress: Progress) -> list[GuestRun]:
+    """Every (topology, variant) guest on the executor (sequential, or --parallel N on a local dask cluster)."""
+    ex = executors.make(executors.ExecOptions(parallel=opts.parallel))
+    in_process = isinstance(ex, executors.Sequential)
+    tasks: list[executors.Task] = []
+    for topo in topos:
+        for v in variants:
+            name = f"{v}@{topo.name}"
+            k = kernels[v.flavor]
+            payload: dict[str, Any] = {
+                "kernel_key": k.key, "selftests_key": builds[v.flavor].key,
+                "selftests_dir": str(builds[v.flavor].directory), "variant": str(v), "topology": topo.name,
+                "tests": [t.name for t in tests], "dir": _dirname(name), "accel": opts.accel,
+                "retries": opts.retries}
+            if in_process:
+                payload.update(build=k, announce=True)
+            tasks.append(executors.Task(_dirname(name), len(tasks), _dirname(name), k.key, payload))
+    got: dict[str, GuestRun] = {}
+
+    def deliver(d: executors.Delivery) -> None:
+        t = d.task
+        if isinstance(d.outcome, GuestRun):
+            run = d.outcome
+        else:  # the worker was lost, or the job raised: its tests did not run
+            error = d.error or "the job returned no result"
+            run = GuestRun(Variant.parse(t.payload["variant"]), t.payload["topology"], t.dir, error=error,
+                           infra=True)
+            run.rows = [{"test": n, "subtest": "", "result": verdict.NOT_RUN, "variant": t.payload["variant"],
+                         "topology": t.payload["topology"], "reason": f"guest stopped: {error[:200]}"}
+                        for n in t.payload["tests"]]
+        if d.staged is not None and d.staged.is_dir():
+            replace_dir(d.staged, staging / t.dir)
+        got.setdefault(t.job_id, run)
+        if not in_process:
+            progress(f"guest {len(got)}/{len(tasks)} done: {t.dir}")
+
+    ex.run(execute_job, tasks, {k.key: k.directory for k in kernels.values()}, staging / STAGING, deliver,
+           progress)
+    shutil.rmtree(staging / STAGING, ignore_errors=True)
+    return [got[t.job_id] for t in tasks if t.job_id in got]
 
 
 def _dirname(name: str) -> str:
