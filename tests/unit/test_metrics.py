@@ -473,7 +473,13 @@ def test_snapshot_command_reads_the_live_entries_in_registry_order():
         "/sys/kernel/debug/mem_regions/free_blocks", "/sys/kernel/debug/mem_regions/config",
         "/sys/kernel/debug/mem_regions/zones", "/sys/kernel/debug/extfrag/unusable_index",
         "/sys/kernel/debug/extfrag/extfrag_index")
-    assert " ".join(M.live_paths()) in M.snapshot_command()
+    cmd = M.snapshot_command()
+    others = [p for p in M.live_paths() if p not in M.snapshot.TOGETHER]
+    assert " ".join(others) in cmd
+    # regions and zoneinfo last, back to back, read by the shell itself (no fork between them)
+    last = cmd[cmd.index(" ".join(others)) + 1:]
+    assert "for f in /sys/kernel/debug/mem_regions/regions /proc/zoneinfo; do" in last
+    assert "cat" not in last.split("for f in /sys/kernel/debug/mem_regions/regions")[1]
 
 
 def test_entries_produce_exactly_their_declared_frames():

@@ -21,8 +21,9 @@ VARIANTS = ("vanilla", "regions")
 def run(tmp_path_factory, rh_build):
     rh_build("vanilla"), rh_build("regions")   # build errors surface here, not as a run failure
     out = tmp_path_factory.mktemp("selftests")
+    # two guests at once on a local dask cluster, as a developer would on this 2-core machine
     status = cli.main(["selftests", "--flavors", ",".join(VARIANTS), "--topology", ",".join(TOPOLOGIES),
-                       "--out", str(out)])
+                       "--parallel", "2", "--out", str(out)])
     (run_dir,) = out.iterdir()
     return status, run_dir
 

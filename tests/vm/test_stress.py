@@ -1,6 +1,6 @@
 """Stress on every topology under the debug flavor: no kernel report, region counts still exact.
 
-RH_STRESS_SECONDS sets the duration per topology (CI: 30 s; the nightly job: 300 s) and
+RH_STRESS_SECONDS sets the duration per topology (CI: 20 s; the nightly job: 300 s) and
 RH_STRESS_WORKLOADS the workloads (CI: stress-pagecache; the nightly job adds
 churn-pagecache, the consolidation experiment's workload).
 """
@@ -14,7 +14,7 @@ from harness.metrics import parse_mem_free_blocks, parse_mem_regions
 
 from variants import DEBUG
 
-SECONDS = int(os.environ.get("RH_STRESS_SECONDS", "30"))
+SECONDS = int(os.environ.get("RH_STRESS_SECONDS", "20"))
 WORKLOADS = [w for w in os.environ.get("RH_STRESS_WORKLOADS", "stress-pagecache").split(",") if w]
 CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 
