@@ -39,14 +39,6 @@ class Selftest:
     retries: int | None = None
 
     @property
-    def directory(self) -> str:
-        return self.program.split("/", 1)[0]
-
-    @property
-    def basename(self) -> str:
-        return self.program.rsplit("/", 1)[-1]
-
-    @property
     def is_script(self) -> bool:
         return self.program.endswith(".sh")
 

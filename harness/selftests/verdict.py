@@ -85,10 +85,6 @@ def regressions(verdicts: pd.DataFrame) -> pd.DataFrame:
     return verdicts[verdicts["verdict"] == REGRESSION]
 
 
-def incomplete(verdicts: pd.DataFrame) -> pd.DataFrame:
-    return verdicts[verdicts["verdict"] == INCOMPLETE]
-
-
 def render(results: pd.DataFrame, verdicts: pd.DataFrame, base: str) -> str:
     """The table a developer reads: per topology and program, each variant's result and time, the verdict.
 
