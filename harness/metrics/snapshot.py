@@ -56,15 +56,16 @@ def snapshot_command(refresh: bool = True) -> str:
     refresh folds the per-cpu vmstat deltas first (/proc/sys/vm/stat_refresh), so
     nr_free_pages is exact at quiescence; time series skip it to stay cheap. A file the
     guest lacks (no debugfs regions on vanilla) is skipped. The TOGETHER files come
-    last, read without a fork between them.
+    last, right after the fold, read without a fork between them.
     """
-    pre = "echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; " if refresh else ""
+    # the fold comes right before the pair: the cats before it leave per-cpu deltas behind
+    fold = "echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; " if refresh else ""
     paths = registry.live_paths()
     globs = " ".join(p for p in paths if p not in TOGETHER)
     together = " ".join(p for p in TOGETHER if p in paths)
-    return (f"{pre}echo '{MARK}uptime'; cat /proc/uptime; "
+    return (f"echo '{MARK}uptime'; cat /proc/uptime; "
             f"for f in {globs}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; cat \"$f\"; }}; done; "
-            f"for f in {together}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; {_SLURP}; }}; done; true")
+            f"{fold}for f in {together}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; {_SLURP}; }}; done; true")
 
 
 def split_snapshot(text: str, source: str = "snapshot") -> dict[str, str]:

@@ -26,6 +26,8 @@ DEBUGFS = "/sys/kernel/debug/mem_regions"
 FLAVORS = (REGIONS, DEBUG)
 #: x86_64 memory blocks are 128 MiB
 BLOCK_PAGES = 32768
+#: pages a guest's own shell and ssh may allocate between two snapshots of a quiet guest
+SLACK_PAGES = 64
 
 
 def _snapshot(vm):
@@ -134,8 +136,11 @@ def test_unmovable_claim_returns_a_banked_region_whole(bank_vm):
     now = bank_state(now_regions, now_blocks)
     row = now.loc[(node, zone, target)]
     assert not row["banked"]
-    # the rest of the region is back on the free lists, not lost: present - the claimed block
-    assert row["listed"] == row["free"] == row["present"] - MAX_ORDER_PAGES
+    # the rest of the region is back on the free lists, not lost: present - the claimed block,
+    # less what the guest allocated since: the region is now the lowest with free blocks, so the
+    # snapshot's own processes take pages from it (CI saw 4)
+    assert row["listed"] == row["free"]
+    assert row["present"] - MAX_ORDER_PAGES - SLACK_PAGES <= row["free"] <= row["present"] - MAX_ORDER_PAGES
 
 
 def _block_in_banked_regions(vm, state):
