@@ -99,6 +99,24 @@ def test_zoneinfo_region_lines():
     assert zi.node_stats.loc[0, "nr_kernel_stack"] == 488
 
 
+def test_zoneinfo_locked_region_sum():
+    """Series 0002 prints the regions' free sum on the header, taken under the zone lock."""
+    zi = M.parse_zoneinfo(text(DATA / "captures" / "6.12-regions-interleaved" / "zoneinfo"), "zoneinfo")
+    z = zi.zones
+    assert z.loc[(0, "DMA32"), ["regions", "region_size", "regions_free"]].tolist() == [8, 131072, 504959]
+    assert z.loc[(1, "Normal"), "regions_free"] == 1018912
+    assert z.loc[(1, "DMA32"), ["regions", "regions_free"]].tolist() == [0, 0]   # unpopulated, like regions
+    # a quiescent guest: the locked sum equals nr_free_pages, the lockless lines too
+    populated = z[z["regions"] > 0]
+    assert (populated["regions_free"] == populated["nr_free_pages"]).all()
+    assert zi.regions.groupby(level=[0, 1])["free"].sum().tolist() == populated["regions_free"].tolist()
+    # an older kernel's header has no sum: the column is not invented
+    assert "regions_free" not in M.parse_zoneinfo(text(REG / "zoneinfo"), "zoneinfo").zones.columns
+    with pytest.raises(ParseError, match="unrecognised line"):
+        M.parse_zoneinfo(text(DATA / "captures" / "6.12-regions-interleaved" / "zoneinfo").replace(
+            "regions:     8 size 131072 free 504959", "regions:     8 size 131072 fre 504959"), "zoneinfo")
+
+
 def test_zoneinfo_region_count_mismatch():
     content = text(REG / "zoneinfo")
     line = "  region 1: start_pfn 131072 end_pfn 262144 present 131072 free 125952\n"

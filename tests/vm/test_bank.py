@@ -1,9 +1,10 @@
 """The region bank (kernel-patches 0005, 0006): what it holds, what it gives back, and in which order.
 
-Each scenario runs on every selected topology, on the regions kernel and on the debug
+Each scenario runs on every selected topology on the regions kernel, and on the debug
 kernel (DEBUG_VM, DEBUG_LIST, DEBUG_PAGEALLOC, PROVE_LOCKING), whose console watcher
-fails the test on any WARNING, BUG or lockdep report. Allocations go through the test
-interface (region_alloc_test/control) and are freed before the test ends.
+fails the test on any WARNING, BUG or lockdep report, on the topologies of
+RH_DEBUG_TOPOLOGIES (conftest.py). Allocations go through the test interface
+(region_alloc_test/control) and are freed before the test ends.
 """
 
 import pytest
@@ -23,7 +24,7 @@ from variants import BASELINE, DEBUG, REGIONS
 
 CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 DEBUGFS = "/sys/kernel/debug/mem_regions"
-FLAVORS = (REGIONS, DEBUG)
+FLAVORS = (REGIONS, pytest.param(DEBUG, marks=pytest.mark.debug_kernel, id=DEBUG))
 #: x86_64 memory blocks are 128 MiB
 BLOCK_PAGES = 32768
 #: pages a guest's own shell and ssh may allocate between two snapshots of a quiet guest

@@ -1,8 +1,9 @@
 """Stress on every topology under the debug flavor: no kernel report, region counts still exact.
 
-RH_STRESS_SECONDS sets the duration per topology (CI: 20 s; the nightly job: 300 s) and
+RH_STRESS_SECONDS sets the duration per topology (CI: 20 s; the nightly job: 300 s),
 RH_STRESS_WORKLOADS the workloads (CI: stress-pagecache; the nightly job adds
-churn-pagecache, the consolidation experiment's workload).
+churn-pagecache, the consolidation experiment's workload) and RH_DEBUG_TOPOLOGIES the
+topologies (RH_DEBUG_TOPOLOGIES in conftest.py: CI three, the nightly job all).
 """
 
 import os
@@ -20,6 +21,7 @@ CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 
 
 @pytest.mark.slow
+@pytest.mark.debug_kernel
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_debug_kernel_survives_stress(rh_guest, rh_topology, guest_facts, workload):
     vm = rh_guest(DEBUG, rh_topology)
