@@ -10,7 +10,6 @@ from harness.model.inputs import declared_nodes
 from harness.variant import Variant
 from harness.vm.snapshots import take_snapshot
 
-
 #: topologies the debug kernel boots on (RH_DEBUG_TOPOLOGIES, comma-separated, or "all"):
 #: the CI takes the three whose layouts differ most (nodes of two ranges, four nodes on four
 #: CPUs, a memoryless node); the nightly job takes every topology. Tests marked debug_kernel

@@ -27,8 +27,6 @@ DEBUGFS = "/sys/kernel/debug/mem_regions"
 FLAVORS = (REGIONS, pytest.param(DEBUG, marks=pytest.mark.debug_kernel, id=DEBUG))
 #: x86_64 memory blocks are 128 MiB
 BLOCK_PAGES = 32768
-#: pages a guest's own shell and ssh may allocate between two snapshots of a quiet guest
-SLACK_PAGES = 64
 
 
 def _snapshot(vm):
@@ -138,10 +136,11 @@ def test_unmovable_claim_returns_a_banked_region_whole(bank_vm):
     row = now.loc[(node, zone, target)]
     assert not row["banked"]
     # the rest of the region is back on the free lists, not lost: present - the claimed block,
-    # less what the guest allocated since: the region is now the lowest with free blocks, so the
-    # snapshot's own processes take pages from it (CI saw 4)
+    # less what the guest allocated since. The region is now the lowest with free blocks, so
+    # the snapshot's own processes take pages from it (4 on the regions kernel, 91 on the debug
+    # one); the bank moves whole max-order blocks, so a lost one is 1024 pages missing
     assert row["listed"] == row["free"]
-    assert row["present"] - MAX_ORDER_PAGES - SLACK_PAGES <= row["free"] <= row["present"] - MAX_ORDER_PAGES
+    assert row["present"] - 2 * MAX_ORDER_PAGES < row["free"] <= row["present"] - MAX_ORDER_PAGES
 
 
 def _block_in_banked_regions(vm, state):
