@@ -2,8 +2,8 @@
 
 RH_STRESS_SECONDS sets the duration per topology (CI: 20 s; the nightly job: 300 s),
 RH_STRESS_WORKLOADS the workloads (CI: stress-pagecache; the nightly job adds
-churn-pagecache, the consolidation experiment's workload) and RH_DEBUG_TOPOLOGIES the
-topologies (RH_DEBUG_TOPOLOGIES in conftest.py: CI three, the nightly job all).
+churn-pagecache, the consolidation experiment's workload, and hotplug) and
+RH_DEBUG_TOPOLOGIES (conftest.py) the topologies (CI: three; the nightly job: all).
 """
 
 import os
