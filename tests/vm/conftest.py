@@ -10,30 +10,31 @@ from harness.model.inputs import declared_nodes
 from harness.variant import Variant
 from harness.vm.snapshots import take_snapshot
 
-#: topologies the debug kernel boots on (RH_DEBUG_TOPOLOGIES, comma-separated, or "all"):
-#: the CI takes the three whose layouts differ most (nodes of two ranges, four nodes on four
-#: CPUs, a memoryless node); the nightly job takes every topology. Tests marked debug_kernel
-#: (the bank scenarios on the debug flavor, the stress) are deselected elsewhere, and pytest
-#: reports them as deselected.
-DEBUG_TOPOLOGIES = os.environ.get("RH_DEBUG_TOPOLOGIES", "interleaved,four-node,memoryless")
+#: topologies of the spot checks (RH_SPOT_TOPOLOGIES, comma-separated, or "all"): tests
+#: marked `spot` (the debug kernel's bank scenarios and stress, the policies-off kernel)
+#: run in CI on the three topologies whose layouts differ most (nodes of two ranges, four
+#: nodes on four CPUs, a memoryless node) and in the nightly job on every topology; pytest
+#: reports the others as deselected. The layout, region and bank tests of the regions
+#: kernel run on every topology either way.
+SPOT_TOPOLOGIES = os.environ.get("RH_SPOT_TOPOLOGIES", "interleaved,four-node,memoryless")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "debug_kernel: boots the debug flavor (only on RH_DEBUG_TOPOLOGIES)")
+    config.addinivalue_line("markers", "spot: a spot check, run only on RH_SPOT_TOPOLOGIES (conftest.py)")
 
 
-def _debug_elsewhere(item) -> bool:
-    if DEBUG_TOPOLOGIES == "all" or item.get_closest_marker("debug_kernel") is None:
+def _spot_elsewhere(item) -> bool:
+    if SPOT_TOPOLOGIES == "all" or item.get_closest_marker("spot") is None:
         return False
     topo = item.callspec.params.get("rh_topology") if hasattr(item, "callspec") else None
-    return topo is not None and topo not in DEBUG_TOPOLOGIES.split(",")
+    return topo is not None and topo not in SPOT_TOPOLOGIES.split(",")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/vm/" in str(item.fspath):
             item.add_marker(pytest.mark.vm)
-    deselected = [item for item in items if _debug_elsewhere(item)]
+    deselected = [item for item in items if _spot_elsewhere(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]

@@ -2,9 +2,9 @@
 
 Each scenario runs on every selected topology on the regions kernel, and on the debug
 kernel (DEBUG_VM, DEBUG_LIST, DEBUG_PAGEALLOC, PROVE_LOCKING), whose console watcher
-fails the test on any WARNING, BUG or lockdep report, on the topologies of
-RH_DEBUG_TOPOLOGIES (conftest.py). Allocations go through the test interface
-(region_alloc_test/control) and are freed before the test ends.
+fails the test on any WARNING, BUG or lockdep report, on the spot-check topologies
+(RH_SPOT_TOPOLOGIES, conftest.py), like the policies-off kernel. Allocations go through
+the test interface (region_alloc_test/control) and are freed before the test ends.
 """
 
 import pytest
@@ -24,7 +24,7 @@ from variants import BASELINE, DEBUG, REGIONS
 
 CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 DEBUGFS = "/sys/kernel/debug/mem_regions"
-FLAVORS = (REGIONS, pytest.param(DEBUG, marks=pytest.mark.debug_kernel, id=DEBUG))
+FLAVORS = (REGIONS, pytest.param(DEBUG, marks=pytest.mark.spot, id=DEBUG))
 #: x86_64 memory blocks are 128 MiB
 BLOCK_PAGES = 32768
 
@@ -91,6 +91,7 @@ def test_bank_holds_the_wholly_free_regions(bank_vm):
     assert "bank 1" in bank_vm.run(f"cat {DEBUGFS}/config", check=True).stdout
 
 
+@pytest.mark.spot
 def test_policies_off_banks_nothing(rh_guest, rh_topology):
     vm = rh_guest(BASELINE, rh_topology)
     assert "bank 0" in vm.run(f"cat {DEBUGFS}/config", check=True).stdout

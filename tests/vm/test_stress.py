@@ -3,7 +3,7 @@
 RH_STRESS_SECONDS sets the duration per topology (CI: 20 s; the nightly job: 300 s),
 RH_STRESS_WORKLOADS the workloads (CI: stress-pagecache; the nightly job adds
 churn-pagecache, the consolidation experiment's workload, and hotplug) and
-RH_DEBUG_TOPOLOGIES (conftest.py) the topologies (CI: three; the nightly job: all).
+RH_SPOT_TOPOLOGIES (conftest.py) the topologies (CI: three; the nightly job: all).
 """
 
 import os
@@ -21,7 +21,7 @@ CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 
 
 @pytest.mark.slow
-@pytest.mark.debug_kernel
+@pytest.mark.spot
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_debug_kernel_survives_stress(rh_guest, rh_topology, guest_facts, workload):
     vm = rh_guest(DEBUG, rh_topology)

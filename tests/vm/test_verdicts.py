@@ -3,7 +3,8 @@
 One run, repetitions interleaved: `regions` and `regions+mem_region_sort=1` are the
 same kernel with the same behaviour (sorting is on by default) under two names, the
 A/A pair; `regions+mem=1792M` hides 256 MiB from the kernel, so its free pages after
-the workload are lower on every repetition: a difference that must be found.
+the workload are lower on every repetition: a difference that must be found. Two guests
+run at once (--parallel 2, a local dask cluster), in the interleaved order.
 """
 
 import json
@@ -22,7 +23,8 @@ def run_dir(tmp_path_factory, rh_build):
     rh_build("regions")
     out = tmp_path_factory.mktemp("runs")
     status = cli.main(["run", "--flavors", f"{A},{A_AGAIN},{SMALLER}", "--topologies", "one-node",
-                       "--repeat", str(REPEAT), "--seconds", "2", "--interval", "1", "--out", str(out)])
+                       "--repeat", str(REPEAT), "--seconds", "2", "--interval", "1", "--parallel", "2",
+                       "--out", str(out)])
     (run,) = out.iterdir()
     assert status == 0, (run / "summary.txt").read_text()
     return run
