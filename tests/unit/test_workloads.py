@@ -73,7 +73,7 @@ def test_hotplug_cycles_blocks_while_stress_allocates(tmp_path):
     assert res.returncode == 0, res.stderr
     cycles, refused = map(int, re.fullmatch(r"hotplug: (\d+) offline-online cycles, (\d+) refused or given up\n",
                                             res.stdout).groups())
-    assert cycles >= 1 and refused == 0   # a real kernel refuses some: tests/vm/test_workloads.py
+    assert cycles >= 1 and refused == 0   # a real kernel refuses some: tests/vm/test_hotplug.py
     assert [(tmp_path / f"memory{n}" / "state").read_text().strip() for n in (0, 2, 4)] == \
         ["online", "online", "offline"]
     assert {n: (tmp_path / f"memory{n}" / "state").stat().st_mtime_ns for n in (0, 4)} == untouched
