@@ -16,9 +16,13 @@ status=0
 # every patch of the series must build on its own
 "$bin/harness" build --flavor regions --each-patch || status=1
 # the suite, with several minutes of stress and churn per topology under the debug kernel
-RH_STRESS_SECONDS=${RH_STRESS_SECONDS:-300} RH_STRESS_WORKLOADS=${RH_STRESS_WORKLOADS:-stress-pagecache,churn-pagecache} \
+RH_STRESS_SECONDS=${RH_STRESS_SECONDS:-300} RH_STRESS_WORKLOADS=${RH_STRESS_WORKLOADS:-stress-pagecache,churn-pagecache,hotplug} \
+  RH_SPOT_TOPOLOGIES=${RH_SPOT_TOPOLOGIES:-all} \
   RH_JUNIT="$runs/junit-$(date +%Y%m%d).xml" \
   bash ci/test.sh || status=1
+
+# the kernel's mm selftests, the whole registry (the CI runs the default set)
+"$bin/harness" selftests --tests all --topology four-node,interleaved --out "$runs/selftests" || status=1
 
 # the base is the newest run that finished ok, never a failed or aborted one
 previous=$("$bin/python" -c 'import sys; from harness.results.store import last_ok_run; r = last_ok_run(sys.argv[1]); print(r or "")' "$runs")

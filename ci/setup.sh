@@ -18,6 +18,7 @@ packages=(
   linux-source-6.12          # the default kernel source (tarball under /usr/src)
   busybox-static stress-ng numactl dropbear-bin   # the guest image
   acpica-tools               # iasl -d: independent check of our SRAT/SLIT
+  libnuma-dev                # harness selftests: ksm_tests and migration link libnuma.a (static)
   chromium                   # headless screenshot of harness report pages in the tests
   python3-venv
 )

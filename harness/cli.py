@@ -121,6 +121,31 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_selftests(args) -> int:
+    from harness import selftests
+
+    if args.list:
+        for t in selftests.SELFTESTS.values():
+            mark = "*" if t.name in selftests.DEFAULT else " "
+            print(f"{mark} {t.name:22} {t.command():40} {t.why}")
+        print("\n* the default set. Left out of the registry, and why:")
+        for name, why in selftests.LEFT_OUT.items():
+            print(f"  {name}: {why}")
+        return 0
+    defaults = selftests.SelftestsOptions()
+    opts = selftests.SelftestsOptions(
+        variants=_csv(args.flavors) if args.flavors is not None else defaults.variants,
+        topologies=_csv(args.topology) if args.topology is not None else defaults.topologies,
+        tests=_csv(args.tests) if args.tests is not None else None,
+        out=Path(args.out or defaults.out), accel=args.accel, source=args.source,
+        retries=args.retries if args.retries is not None else defaults.retries, parallel=args.parallel)
+    run_dir, results, verdicts = selftests.run_selftests(opts)
+    print((run_dir / "summary.txt").read_text(), end="")
+    print(f"\nrun directory: {run_dir}")
+    selftests.raise_for_verdicts(run_dir, results, verdicts)
+    return 0
+
+
 def cmd_merge(args) -> int:
     from harness import merge
     from harness import run as main_job
@@ -349,6 +374,20 @@ def parser() -> argparse.ArgumentParser:
     mg.add_argument("runs", nargs="+", metavar="RUN_DIR")
     mg.add_argument("--out", required=True, help="the merged run directory (must not exist)")
     mg.set_defaults(func=cmd_merge)
+
+    st = sub.add_parser("selftests", help="the kernel's selftests (mm, memory-hotplug) per flavor; fails when a "
+                                          "test passes on the first flavor and fails on another")
+    st.add_argument("--flavors", help="variants, the base first (default: vanilla,regions)")
+    st.add_argument("--topology", help="topologies, comma-separated (default: two-node)")
+    st.add_argument("--tests", help="selftests by name, comma-separated (default: the default set; see --list)")
+    st.add_argument("--out", help="parent of the run directory (default: runs)")
+    st.add_argument("--retries", type=int, help="run a failed program again up to N times in its guest: failing "
+                                               "once, then passing, is flaky, not a regression (default: 2; a "
+                                               "test measured to be flaky has its own count)")
+    st.add_argument("--parallel", type=int, help="guests at once, on a local dask cluster (about one per core)")
+    st.add_argument("--list", action="store_true", help="list the selftests, the default set and what is left out")
+    vm_options(st)
+    st.set_defaults(func=cmd_selftests)
 
     c = sub.add_parser("check", help="check a saved run (or one guest dir) against the model, offline")
     c.add_argument("path")

@@ -41,6 +41,8 @@ PROGRAMS = {
     "usr/bin/numactl": "numactl",
     "usr/sbin/dropbear": "dropbear",
     "usr/bin/dropbearkey": "dropbearkey",
+    # the memory-hotplug selftest (mem-on-off-test.sh) is a bash script
+    "bin/bash": "bash",
 }
 BUSYBOX = "busybox"
 #: static C helpers compiled into the image: source in files/ -> /usr/bin/<name>

@@ -9,6 +9,7 @@ from harness.kernel.build import (
                                   compiler_version,
                                   error_excerpt,
                                   format_steps,
+                                  patched_tree,
                                   pre_key,
 )
 from harness.kernel.cache import build_lock
@@ -29,7 +30,7 @@ from harness.paths import cache_root
 
 __all__ = [
     "BuildResult", "cached_build", "PatchStep", "build", "cache_key", "pre_key", "compiler_version", "error_excerpt",
-    "format_steps", "build_lock", "cache_root", "ConfigOption", "Flavor", "configure",
+    "format_steps", "patched_tree", "build_lock", "cache_root", "ConfigOption", "Flavor", "configure",
     "list_flavors", "load_flavor", "parse_config_text", "parse_fragment",
     "requested_options", "verify_config", "Patch", "apply_in_staging", "parse_series", "sync_series",
     "touched_files", "KernelSource", "read_version", "resolve_source",

@@ -19,6 +19,7 @@ straight to the key on the next call.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as _dt
 import hashlib
@@ -33,7 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -628,6 +629,31 @@ def build(flavor: str | Path | Flavor, source: str | os.PathLike | KernelSource 
     progress(f"done: {result.bzimage} ({'cached' if result.cached else 'built'}, "
              f"{time.monotonic() - t0:.1f} s)")
     return result
+
+
+@contextlib.contextmanager
+def patched_tree(flavor: str | Path | Flavor, source: str | os.PathLike | KernelSource | None = None,
+                 *, patches_dir: Path | None = None, flavors_dir: Path | None = None) -> Iterator[Path]:
+    """The flavor's source tree with its series applied, under the build lock while the caller reads it.
+
+    What `build` compiles, for other builds from the same source (the kernel's
+    selftests): the tree is synced to the current series even when the kernel itself
+    was a cache hit. Only read it; the lock keeps a kernel build from changing it meanwhile.
+    """
+    root = cache_root()
+    fl = flavor if isinstance(flavor, Flavor) else load_flavor(flavor, flavors_dir)
+    src = source if isinstance(source, KernelSource) else resolve_source(source)
+    patches = parse_series(patches_dir) if fl.patches else []
+    workdir = _workdir(root, fl, src)
+    srctree = src.path if src.kind == "tree" and not fl.patches else workdir / "src"
+    ctx = _Context(flavor=fl, source=src, patches=patches, jobs=1, progress=_default_progress, root=root,
+                   workdir=workdir, srctree=srctree, builddir=workdir / "build", env={}, toolchain="",
+                   compiler="")
+    with build_lock(root), disk_full_is_infra(f"syncing the source of flavor {fl.name}", root):
+        _prepare_tree(ctx)
+        if fl.patches or (srctree != src.path and (workdir / "patch-state.json").exists()):
+            sync_series(patches, src.path, srctree, src.describe(), workdir)
+        yield srctree
 
 
 def _build_each_patch(ctx: _Context, t0: float, force: bool) -> BuildResult:

@@ -43,17 +43,29 @@ MARK = "@@@rh "
 CLOCK_FILES = frozenset(("time", "uptime"))
 
 
+#: read last, back to back, with shell builtins: the check of the regions' free sums against
+#: zoneinfo's nr_free_pages compares two files, and a `cat` between them forks and exits,
+#: freeing pages the second file then counts (CI once saw 344 pages on an idle guest)
+TOGETHER = ("/sys/kernel/debug/mem_regions/regions", "/proc/zoneinfo")
+_SLURP = "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < \"$f\""
+
+
 def snapshot_command(refresh: bool = True) -> str:
     """The guest shell command printing every live registry file after a marker line, uptime first.
 
     refresh folds the per-cpu vmstat deltas first (/proc/sys/vm/stat_refresh), so
     nr_free_pages is exact at quiescence; time series skip it to stay cheap. A file the
-    guest lacks (no debugfs regions on vanilla) is skipped.
+    guest lacks (no debugfs regions on vanilla) is skipped. The TOGETHER files come
+    last, right after the fold, read without a fork between them.
     """
-    pre = "echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; " if refresh else ""
-    globs = " ".join(registry.live_paths())
-    return (f"{pre}echo '{MARK}uptime'; cat /proc/uptime; "
-            f"for f in {globs}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; cat \"$f\"; }}; done; true")
+    # the fold comes right before the pair: the cats before it leave per-cpu deltas behind
+    fold = "echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; " if refresh else ""
+    paths = registry.live_paths()
+    globs = " ".join(p for p in paths if p not in TOGETHER)
+    together = " ".join(p for p in TOGETHER if p in paths)
+    return (f"echo '{MARK}uptime'; cat /proc/uptime; "
+            f"for f in {globs}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; cat \"$f\"; }}; done; "
+            f"{fold}for f in {together}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; {_SLURP}; }}; done; true")
 
 
 def split_snapshot(text: str, source: str = "snapshot") -> dict[str, str]:

@@ -201,11 +201,15 @@ def parse_zoneinfo(text: str, source: str = "zoneinfo") -> ZoneInfo:
                 if pcp is None:
                     raise _bad(source, lineno, "vm stats threshold outside a cpu pageset")
                 pcp["vm_stats_threshold"] = int(parts[3])
-            elif key == "regions:" and n == 4 and parts[2] == "size":
+            elif key == "regions:" and n in (4, 6) and parts[2] == "size" and (n == 4 or parts[4] == "free"):
                 if "regions" in fields:
                     raise _bad(source, lineno, "second regions header in one zone")
                 fields["regions"] = int(parts[1])
                 fields["region_size"] = int(parts[3])
+                if n == 6:
+                    # the regions' free pages summed under the zone lock that printed
+                    # nr_free_pages (series 0002): one instant, unlike the region lines
+                    fields["regions_free"] = int(parts[5])
             elif key == "region" and n == 10:
                 if "regions" not in fields:
                     raise _bad(source, lineno, "region line before the 'regions:' header")

@@ -5,7 +5,8 @@ repetitions of one (variant, topology) are that guest's samples. Base and new sa
 of each (topology, metric) go through harness.results.stats: DIFFERENT / SAME /
 UNKNOWN with the effect as a median ratio and its bootstrap interval, and DIFFERENT
 turned into REGRESSION or IMPROVEMENT by the metric's direction. A guest or metric that
-base has and new lacks is MISSING: a failure, like a regression.
+base has and new lacks is MISSING: a failure, like a regression; a ratio metric that is
+undefined in every new sample (no events to divide by) is UNKNOWN instead.
 """
 
 from __future__ import annotations
@@ -97,7 +98,12 @@ def judge_groups(base: dict[str, list[Sample]], new: dict[str, list[Sample]], ba
         for m in metrics:
             b = _values(base.get(topo, []), m)
             n = _values(new.get(topo, []), m)
-            if b and not n:
+            if b and not n and topo in new and METRICS[m].undefined_when:
+                rows.append({"topology": topo, "base": base_name.get(topo, ""), "new": new_name.get(topo, ""),
+                             "metric": m, "unit": METRICS[m].unit, "n_base": len(b), "n_new": 0,
+                             "median_base": float(pd.Series(b).median()), "verdict": stats.UNKNOWN,
+                             "note": f"undefined in every new sample: {METRICS[m].undefined_when}"})
+            elif b and not n:
                 what = "guest" if topo not in new else "metric"
                 rows.append({"topology": topo, "base": base_name.get(topo, ""), "new": new_name.get(topo, ""),
                              "metric": m, "unit": METRICS[m].unit, "n_base": len(b), "n_new": 0,

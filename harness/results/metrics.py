@@ -60,6 +60,9 @@ class Metric:
     noise_floor: float
     description: str
     extract: Callable[[GuestData], float]
+    #: why a sample can be NaN though the guest measured it (a ratio of no events): then
+    #: a side without any value is not MISSING (a failure) but not comparable
+    undefined_when: str | None = None
 
 
 def _nan_if_none(value: object) -> float:
@@ -169,7 +172,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            _unusable_thp),
     Metric("thp_fault_success", "share", "higher", 0.05, 0.02,
            "THP faults served with a huge page: thp_fault_alloc / (alloc + fallback) during the workload",
-           _thp_success),
+           _thp_success, undefined_when="no THP fault during the workload"),
     vmstat_delta("pgfault", "events", "lower", 0.10, 1000, "page faults during the workload"),
     vmstat_delta("compact_stall", "events", "lower", 0.25, 10, "direct compaction stalls during the workload"),
     vmstat_delta("pgmigrate_success", "pages", "lower", 0.25, 1000, "pages migrated during the workload"),

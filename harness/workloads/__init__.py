@@ -141,6 +141,38 @@ class FileTree(Workload):
 
 
 @dataclass(frozen=True)
+class MemoryHotplug(Workload):
+    """Offline and online memory blocks through sysfs, one block at a time, round robin.
+
+    Every online block but the first (boot memory the kernel never gives up) is tried in
+    turn: a block the kernel refuses to offline (unmovable pages in it: EBUSY), or does not
+    offline within ``give_up`` seconds (offlining retries migration while the neighbours
+    allocate; the timeout's signal ends the attempt), is counted and skipped; a block that
+    went offline must come back online after ``pause`` seconds, or the job fails. Needs
+    memory hot-remove in the kernel (base.config); prints its counts.
+    """
+
+    pause: float = 0.5  # sh, sleep, ls, sed, cat, timeout: busybox, so it needs nothing more
+    give_up: int = 5
+    sysfs: str = "/sys/devices/system/memory"
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        sysfs = self.sysfs
+        loop = (f"end=$(( $(date +%s) + {seconds} )); cycles=0; refused=0; "
+                f"blocks=$(ls -d {sysfs}/memory[0-9]* 2>/dev/null | sed 's/.*memory//' | sort -n | sed 1d); "
+                "[ -n \"$blocks\" ] || { echo 'hotplug: no memory block to offline: "
+                "the kernel needs MEMORY_HOTPLUG and MEMORY_HOTREMOVE' >&2; exit 1; }; "
+                "while [ $(date +%s) -lt $end ]; do for b in $blocks; do "
+                "[ $(date +%s) -lt $end ] || break; "
+                f"f={sysfs}/memory$b/state; [ \"$(cat $f)\" = online ] || continue; "
+                f"if timeout {self.give_up} sh -c \"echo offline > $f\" 2>/dev/null; then sleep {self.pause}; "
+                "echo online > $f || { echo \"hotplug: memory$b did not come back online\" >&2; exit 1; }; "
+                "cycles=$((cycles+1)); else refused=$((refused+1)); fi; done; done; "
+                "echo \"hotplug: $cycles offline-online cycles, $refused refused or given up\"")
+        return ["sh -c " + shlex.quote(loop)]
+
+
+@dataclass(frozen=True)
 class Together(Workload):
     """Several workloads at once (a neighbour next to the main load)."""
 
@@ -170,6 +202,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     # together they stay under about half of memory: dropbear and the snapshots need room
     Together("churn-pagecache", "churn plus the file neighbour: the consolidation experiment's default", 30,
              parts=(Churn("churn", "", 30, fraction=0.4), FileTree("pagecache", "", 30, fraction=0.1))),
+    Together("hotplug", "memory blocks offlined and onlined in turn while the stress workload allocates", 30,
+             parts=(_STRESS, MemoryHotplug("offline-online", "", 30))),
 )}
 
 

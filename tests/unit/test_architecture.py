@@ -80,7 +80,8 @@ def _reaches(src: str, prefix: str) -> bool:
 
 
 @pytest.mark.parametrize("pure", ["harness.metrics", "harness.model", "harness.checks", "harness.results.stats",
-                                  "harness.jobs"])
+                                  "harness.jobs", "harness.selftests.tap", "harness.selftests.verdict",
+                                  "harness.selftests.suite"])
 def test_pure_stages_run_nothing(pure):
     """Parsers, model, checks and statistics: no VM, no ssh, no build, no subprocess."""
     for m in (m for m in GRAPH if m == pure or m.startswith(pure + ".")):

@@ -145,6 +145,25 @@ def test_check_regions_ok_and_failures(layout):
     assert verdicts["missing"] == {"node0/DMA32/region0"}
 
 
+def test_the_locked_region_sum_is_compared_where_zoneinfo_prints_it(layout):
+    zi = zoneinfo_like(layout)
+    obs = regions_like(layout, zi)
+    model = predict_regions(layout)
+    # the lockless region lines moved on after nr_free_pages was printed...
+    moved = obs.copy()
+    moved.loc[(1, "DMA32", 0), "free"] -= 40
+    locked = zi.assign(regions_free=zi["nr_free_pages"].where(zi["present"] > 0))
+    assert failed(check_regions(model, moved, zi))
+    # ...but the sum taken under the zone lock with it agrees: no alarm
+    assert not failed(check_regions(model, moved, locked)), render(check_regions(model, moved, locked))
+    # and a locked sum that disagrees is the failure, whatever the lines say
+    leak = locked.copy()
+    leak.loc[(1, "DMA32"), "regions_free"] -= 3
+    t = check_regions(model, obs, leak)
+    assert t[t["verdict"] != "ok"][["key", "field", "observed"]].values.tolist() == [
+        ["node1/DMA32", "region_free_sum", int(zi.loc[(1, "DMA32"), "nr_free_pages"]) - 3]]
+
+
 def test_an_inflated_vmstat_threshold_cannot_hide_a_leak(layout):
     from harness.checks import MAX_VMSTAT_THRESHOLD, unfolded_vmstat_bound
 

@@ -99,6 +99,24 @@ def test_zoneinfo_region_lines():
     assert zi.node_stats.loc[0, "nr_kernel_stack"] == 488
 
 
+def test_zoneinfo_locked_region_sum():
+    """Series 0002 prints the regions' free sum on the header, taken under the zone lock."""
+    zi = M.parse_zoneinfo(text(DATA / "captures" / "6.12-regions-interleaved" / "zoneinfo"), "zoneinfo")
+    z = zi.zones
+    assert z.loc[(0, "DMA32"), ["regions", "region_size", "regions_free"]].tolist() == [8, 131072, 504959]
+    assert z.loc[(1, "Normal"), "regions_free"] == 1018912
+    assert z.loc[(1, "DMA32"), ["regions", "regions_free"]].tolist() == [0, 0]   # unpopulated, like regions
+    # a quiescent guest: the locked sum equals nr_free_pages, the lockless lines too
+    populated = z[z["regions"] > 0]
+    assert (populated["regions_free"] == populated["nr_free_pages"]).all()
+    assert zi.regions.groupby(level=[0, 1])["free"].sum().tolist() == populated["regions_free"].tolist()
+    # an older kernel's header has no sum: the column is not invented
+    assert "regions_free" not in M.parse_zoneinfo(text(REG / "zoneinfo"), "zoneinfo").zones.columns
+    with pytest.raises(ParseError, match="unrecognised line"):
+        M.parse_zoneinfo(text(DATA / "captures" / "6.12-regions-interleaved" / "zoneinfo").replace(
+            "regions:     8 size 131072 free 504959", "regions:     8 size 131072 fre 504959"), "zoneinfo")
+
+
 def test_zoneinfo_region_count_mismatch():
     content = text(REG / "zoneinfo")
     line = "  region 1: start_pfn 131072 end_pfn 262144 present 131072 free 125952\n"
@@ -473,7 +491,13 @@ def test_snapshot_command_reads_the_live_entries_in_registry_order():
         "/sys/kernel/debug/mem_regions/free_blocks", "/sys/kernel/debug/mem_regions/config",
         "/sys/kernel/debug/mem_regions/zones", "/sys/kernel/debug/extfrag/unusable_index",
         "/sys/kernel/debug/extfrag/extfrag_index")
-    assert " ".join(M.live_paths()) in M.snapshot_command()
+    cmd = M.snapshot_command()
+    others = [p for p in M.live_paths() if p not in M.snapshot.TOGETHER]
+    assert " ".join(others) in cmd
+    # regions and zoneinfo last, back to back, read by the shell itself (no fork between them)
+    last = cmd[cmd.index(" ".join(others)) + 1:]
+    assert "for f in /sys/kernel/debug/mem_regions/regions /proc/zoneinfo; do" in last
+    assert "cat" not in last.split("for f in /sys/kernel/debug/mem_regions/regions")[1]
 
 
 def test_entries_produce_exactly_their_declared_frames():

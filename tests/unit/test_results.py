@@ -116,6 +116,25 @@ def test_vanished_guest_is_a_failure_and_failed_base_is_refused(tmp_path):
     assert cli.main(["compare", str(failed), str(new), "--allow-failed-base"]) == 0
 
 
+def test_a_ratio_of_no_events_is_not_comparable_but_a_lost_metric_is_missing():
+    """CI: one of five base guests had a THP fault, no new guest had one; that is no failure."""
+    nan = float("nan")
+
+    def samples(variant, thp, free):
+        return [compare.Sample(variant, "one-node", i, {"thp_fault_success": t, "nr_free_pages_after": f})
+                for i, (t, f) in enumerate(zip(thp, free, strict=True))]
+
+    base = {"one-node": samples("a", [1.0, nan, nan, nan, nan], [5e5] * 5)}
+    new = {"one-node": samples("b", [nan] * 5, [nan] * 5)}
+    metrics = ("thp_fault_success", "nr_free_pages_after")
+    report = compare.judge_groups(base, new, {"one-node": "a"}, {"one-node": "b"}, metrics, alpha=0.05)
+    by = report.set_index("metric")
+    assert by.loc["thp_fault_success", "verdict"] == "UNKNOWN"
+    assert "no THP fault" in by.loc["thp_fault_success", "note"]
+    assert by.loc["nr_free_pages_after", "verdict"] == "MISSING"
+    assert compare.failures(report)["metric"].tolist() == ["nr_free_pages_after"]
+
+
 def test_compare_rejects_unknown_metric_and_non_runs(tmp_path):
     base = make_run(tmp_path / "base", {"vanilla": [1000]})
     with pytest.raises(UserError, match="unknown metric"):

@@ -58,7 +58,7 @@ def test_sigterm_marks_the_run_aborted(tmp_path, monkeypatch):
 
     def slow_guest(*_a, **_kw):
         started.set()
-        time.sleep(30)
+        time.sleep(5)   # SIGTERM comes right after started is set
     monkeypatch.setattr(main_job, "run_guest", slow_guest)
     threading.Thread(target=lambda: started.wait(10) and os.kill(os.getpid(), signal.SIGTERM), daemon=True).start()
     out = tmp_path / "runs"

@@ -1,6 +1,7 @@
 """Workload commands rendered per topology: one bound stressor per node with memory."""
 
 import re
+import subprocess
 
 import pytest
 
@@ -55,6 +56,31 @@ def test_combined_workload_needs_what_its_parts_need():
     assert wl.needs == {"churn", "numactl"} and wl.per_node
     cmd = wl.command(topology.load("interleaved-small"), 5)
     assert "churn -t" in cmd and "find $d -type f | xargs cat" in cmd
+
+
+def test_hotplug_cycles_blocks_while_stress_allocates(tmp_path):
+    cmd = workloads.get("hotplug").command(topology.load("two-node"), 20)
+    assert cmd.count("stress-ng --vm 1") == 2 and "/sys/devices/system/memory/memory$b/state" in cmd
+    # the offline/online loop itself, run by a real shell on a fake sysfs: memory0 (boot
+    # memory) is never touched, memory2 cycles, memory4 is offline and left alone
+    for n, state in ((0, "online"), (2, "online"), (4, "offline")):
+        (tmp_path / f"memory{n}").mkdir()
+        (tmp_path / f"memory{n}" / "state").write_text(state + "\n")
+    untouched = {n: (tmp_path / f"memory{n}" / "state").stat().st_mtime_ns for n in (0, 4)}
+    loop = workloads.MemoryHotplug("hotplug", "", 2, pause=0.1, sysfs=str(tmp_path))
+    (job,) = loop.jobs(topology.load("two-node"), 1)
+    res = subprocess.run(["sh", "-c", job], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    cycles, refused = map(int, re.fullmatch(r"hotplug: (\d+) offline-online cycles, (\d+) refused or given up\n",
+                                            res.stdout).groups())
+    assert cycles >= 1 and refused == 0   # a real kernel refuses some: tests/vm/test_hotplug.py
+    assert [(tmp_path / f"memory{n}" / "state").read_text().strip() for n in (0, 2, 4)] == \
+        ["online", "online", "offline"]
+    assert {n: (tmp_path / f"memory{n}" / "state").stat().st_mtime_ns for n in (0, 4)} == untouched
+    # no block to offline: a clear error, not a silent success
+    empty = workloads.MemoryHotplug("hotplug", "", 2, sysfs=str(tmp_path / "none"))
+    res = subprocess.run(["sh", "-c", empty.jobs(topology.load("two-node"), 1)[0]], capture_output=True, text=True)
+    assert res.returncode == 1 and "needs MEMORY_HOTPLUG and MEMORY_HOTREMOVE" in res.stderr
 
 
 def test_a_workload_needing_a_missing_program_names_it():

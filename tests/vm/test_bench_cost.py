@@ -27,11 +27,14 @@ def test_repeats_agree_within_half_a_percent(cost):
     assert set(table["measure"]) == {"alloc+free order 0", "alloc+free order 10", "pfbench order 0",
                                      "pfbench order 9"}
     # the gated figures repeat within 0.5% (measured: 0.1%); pfbench's fault path varies a
-    # few units in 600 between boots (0.2-0.5%), so it gets 1% and is not gated
+    # few units in 600 between boots (0.2-0.5%), so order 0 gets 1% and is not gated. Order
+    # 9 madvise(MADV_HUGEPAGE)s since the base config has madvise: with THP defrag=madvise
+    # its faults compact directly, as fragmented as the boot left memory (1.1% seen): 2%
     gated = summary[summary["measure"].str.startswith("alloc+free")]
     assert gated["deterministic"].all(), gated[~gated["deterministic"]].to_string()
     faults = summary[summary["measure"].str.startswith("pfbench")]
-    assert (faults["spread"] <= 0.01).all(), faults.to_string()
+    limit = faults["order"].map({0: 0.01, 9: 0.02})
+    assert (faults["spread"] <= limit).all(), faults.to_string()
 
 
 def test_region_policies_stay_within_the_cost_limits(cost):

@@ -1,5 +1,6 @@
 """The regions flavor: per-region statistics match the model; sorted lists allocate lowest-first."""
 
+import pytest
 
 from harness import checks
 from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions
@@ -103,6 +104,7 @@ def test_sorted_allocations_land_in_lowest_regions(rh_guest, rh_topology):
     _assert_model_predicts(vm, ORDER, COUNT)
 
 
+@pytest.mark.spot
 def test_pfn_window_is_honoured_with_sorting_off(rh_guest, rh_topology):
     """Sorting off: placement is the buddy's LIFO order, but windows and nodes still hold."""
     vm = rh_guest(BASELINE, rh_topology)
