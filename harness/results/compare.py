@@ -98,17 +98,15 @@ def judge_groups(base: dict[str, list[Sample]], new: dict[str, list[Sample]], ba
         for m in metrics:
             b = _values(base.get(topo, []), m)
             n = _values(new.get(topo, []), m)
-            if b and not n and topo in new and METRICS[m].undefined_when:
+            if b and not n:
+                if topo in new and METRICS[m].undefined_when:
+                    verdict, note = stats.UNKNOWN, f"undefined in every new sample: {METRICS[m].undefined_when}"
+                else:
+                    what = "guest" if topo not in new else "metric"
+                    verdict, note = MISSING, f"{what} present in base, absent in new"
                 rows.append({"topology": topo, "base": base_name.get(topo, ""), "new": new_name.get(topo, ""),
                              "metric": m, "unit": METRICS[m].unit, "n_base": len(b), "n_new": 0,
-                             "median_base": float(pd.Series(b).median()), "verdict": stats.UNKNOWN,
-                             "note": f"undefined in every new sample: {METRICS[m].undefined_when}"})
-            elif b and not n:
-                what = "guest" if topo not in new else "metric"
-                rows.append({"topology": topo, "base": base_name.get(topo, ""), "new": new_name.get(topo, ""),
-                             "metric": m, "unit": METRICS[m].unit, "n_base": len(b), "n_new": 0,
-                             "median_base": float(pd.Series(b).median()), "verdict": MISSING,
-                             "note": f"{what} present in base, absent in new"})
+                             "median_base": float(pd.Series(b).median()), "verdict": verdict, "note": note})
             elif b and n:
                 key = f"{topo}\x00{m}"
                 pairs[key] = (b, n)
