@@ -25,9 +25,9 @@ from harness.model.layout import Layout, layout_of
 from harness.model.regions import predict_regions
 from harness.table import render_table
 
-__all__ = ["CHECKS", "DIFF", "MISSING", "OK", "TABLE_COLUMNS", "Check", "check_bank", "check_banked_whole",
-           "check_capture", "check_layout", "check_regions", "compare", "failed", "raise_if_failed", "render",
-           "unfolded_vmstat_bound"]
+__all__ = ["CHECKS", "DIFF", "EVAC_OUTCOMES", "MISSING", "OK", "TABLE_COLUMNS", "Check", "check_bank",
+           "check_banked_whole", "check_capture", "check_evacuation", "check_layout", "check_regions", "compare",
+           "failed", "raise_if_failed", "render", "unfolded_vmstat_bound"]
 
 TABLE_COLUMNS = ["key", "field", "expected", "observed", "verdict"]
 OK, DIFF, MISSING = "ok", "DIFF", "missing"
@@ -242,6 +242,31 @@ def check_bank(regions: pd.DataFrame, free_blocks: pd.DataFrame, bank_on: bool) 
     return pd.DataFrame(rows, columns=TABLE_COLUMNS, dtype=object)
 
 
+#: the outcomes of a region kcompactd took up for evacuation (kernel-patches 0009)
+EVAC_OUTCOMES = ("skipped", "success", "fail", "busy", "abort")
+
+
+def check_evacuation(vmstat: pd.DataFrame, nodes: int) -> pd.DataFrame:
+    """The evacuation counters of one /proc/vmstat read account for every region taken up.
+
+    Each ``region_evac_queued`` ends in exactly one outcome (EVAC_OUTCOMES); kcompactd runs
+    one attempt at a time per node, so up to ``nodes`` may be in flight when the file is
+    read. Pages that failed to migrate never exceed the pages tried.
+    """
+    row = vmstat.iloc[-1]
+    queued = int(row["region_evac_queued"])
+    in_flight = queued - sum(int(row[f"region_evac_{k}"]) for k in EVAC_OUTCOMES)
+    rows: list[tuple[str, str, object, Number, str]] = [
+        ("vmstat", "region_evac_queued - outcomes", f"[0, {nodes}]", in_flight,
+         OK if 0 <= in_flight <= nodes else DIFF),
+    ]
+    failed_pages = int(row["region_evac_pages_failed"])
+    scanned = int(row["region_evac_pages_scanned"])
+    rows.append(("vmstat", "region_evac_pages_failed", f"<= pages_scanned ({scanned})", failed_pages,
+                 OK if failed_pages <= scanned else DIFF))
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS, dtype=object)
+
+
 #: mm/vmstat.c calculate_normal_threshold(): "The maximum threshold is 125"
 MAX_VMSTAT_THRESHOLD = 125
 
@@ -322,12 +347,20 @@ def _bank(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.DataFrame |
     return check_banked_whole(regions)
 
 
+def _evacuation(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.DataFrame | None:
+    vmstat = frames.get("vmstat")
+    if vmstat is None or "region_evac_queued" not in vmstat.columns:
+        return None  # a kernel without targeted evacuation
+    return check_evacuation(vmstat, len(layout.nodes))
+
+
 #: Everything check_capture compares, in table order.
 CHECKS: tuple[Check, ...] = (
     Check("layout", _zone_layout),      # /proc/zoneinfo spanned, present, managed, start_pfn
     Check("node", _node_memtotal),      # nodeN/meminfo MemTotal within the model's bounds
     Check("regions", _region_stats),    # region geometry and sums, when the kernel reports regions
     Check("bank", _bank),               # banked regions wholly free, when the kernel banks regions
+    Check("evacuation", _evacuation),   # every evacuation taken up has one outcome
 )
 
 

@@ -31,8 +31,9 @@ FIGURES = ("free_regions_before", "free_regions_after", "optimum_free_regions_af
 @dataclass(frozen=True)
 class ConsolidationOptions:
     #: the statistics baseline (every policy off) first, then sorting alone, then sorting and the
-    #: bank (the regions default); evacuation joins when it lands
-    variants: tuple[str, ...] = ("regions+mem_region_sort=0", "regions+mem_region_bank=0", "regions")
+    #: bank (the regions default), then the bank with targeted evacuation (kernel-patches 0009)
+    variants: tuple[str, ...] = ("regions+mem_region_sort=0", "regions+mem_region_bank=0", "regions",
+                                 "regions+mem_region_evacuate=1")
     topology: str = "two-node"
     region_size: str = "16M"
     #: measured on two-node (BENCHMARKS.md): 5 repetitions gave 95% CI half-widths of 6.0 and 4.4

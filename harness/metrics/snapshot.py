@@ -50,20 +50,28 @@ TOGETHER = ("/sys/kernel/debug/mem_regions/regions", "/proc/zoneinfo")
 _SLURP = "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < \"$f\""
 
 
+#: the series' drain control: every per-cpu page back in the buddy lists
+DRAIN_CONTROL = "/sys/kernel/debug/region_alloc_test/control"
+
+
 def snapshot_command(refresh: bool = True) -> str:
     """The guest shell command printing every live registry file after a marker line, uptime first.
 
-    refresh folds the per-cpu vmstat deltas first (/proc/sys/vm/stat_refresh), so
-    nr_free_pages is exact at quiescence; time series skip it to stay cheap. A file the
+    refresh drains the per-cpu page lists (on a kernel with the series' test interface)
+    and folds the per-cpu vmstat deltas (/proc/sys/vm/stat_refresh), so region counts
+    and nr_free_pages are exact at quiescence; time series skip both to stay cheap. A file the
     guest lacks (no debugfs regions on vanilla) is skipped. The TOGETHER files come
     last, right after the fold, read without a fork between them.
     """
     # the fold comes right before the pair: the cats before it leave per-cpu deltas behind
     fold = "echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; " if refresh else ""
+    # pages parked on per-cpu lists would count as used in every region they come from:
+    # the series' test interface drains them (kernel-patches/README.md), where it exists
+    drain = f"echo drain > {DRAIN_CONTROL} 2>/dev/null; " if refresh else ""
     paths = registry.live_paths()
     globs = " ".join(p for p in paths if p not in TOGETHER)
     together = " ".join(p for p in TOGETHER if p in paths)
-    return (f"echo '{MARK}uptime'; cat /proc/uptime; "
+    return (f"{drain}echo '{MARK}uptime'; cat /proc/uptime; "
             f"for f in {globs}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; cat \"$f\"; }}; done; "
             f"{fold}for f in {together}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; {_SLURP}; }}; done; true")
 

@@ -77,11 +77,11 @@ def _snapshot_value(frame: pd.DataFrame | None, snapshot: str, column: str) -> f
 
 
 def vmstat_delta(name: str, unit: str, better: Literal["lower", "higher"], threshold: float,
-                 noise_floor: float, description: str) -> Metric:
+                 noise_floor: float, description: str, undefined_when: str | None = None) -> Metric:
     """The change of one /proc/vmstat counter from the before to the after snapshot."""
     def extract(g: GuestData) -> float:
         return _delta(g, name)
-    return Metric(f"{name}_delta", unit, better, threshold, noise_floor, description, extract)
+    return Metric(f"{name}_delta", unit, better, threshold, noise_floor, description, extract, undefined_when)
 
 
 def _free_regions(snapshot: str) -> Callable[[GuestData], float]:
@@ -141,6 +141,16 @@ def _delta(g: GuestData, name: str) -> float:
     return _snapshot_value(v, "after", name) - _snapshot_value(v, "before", name)
 
 
+def _evac_pages_per_region(g: GuestData) -> float:
+    """Pages targeted evacuation migrated per region it freed (NaN when it freed none)."""
+    freed = _delta(g, "region_evac_success")
+    return _delta(g, "region_evac_pages_migrated") / freed if freed > 0 else math.nan
+
+
+#: why an evacuation metric has no value: the kernel does not evacuate, or never did
+NO_EVACUATION = "no region evacuated (mem_region_evacuate off, or a kernel without it)"
+
+
 def _free_pages_after(g: GuestData) -> float:
     z = g.frame("zoneinfo")
     if z is None:
@@ -179,6 +189,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     vmstat_delta("numa_miss", "pages", "lower", 0.25, 1000, "allocations that missed their preferred node"),
     vmstat_delta("compact_success", "events", "higher", 0.25, 10, "successful direct compactions during the workload"),
     vmstat_delta("thp_fault_fallback", "events", "lower", 0.25, 10, "THP faults that fell back to small pages"),
+    vmstat_delta("region_evac_success", "regions", "higher", 0.25, 2,
+                 "regions targeted evacuation freed during the workload (kernel-patches 0009)",
+                 undefined_when=NO_EVACUATION),
+    Metric("region_evac_pages_per_region", "pages/region", "lower", 0.25, 4,
+           "the price of evacuation: pages migrated per region it freed, during the workload",
+           _evac_pages_per_region, undefined_when=NO_EVACUATION),
 )}
 
 DEFAULT_METRICS = tuple(METRICS)

@@ -3,6 +3,8 @@
 Boots a kernel on each topology and writes dmesg.txt, config, firmware-memmap/ and one
 quiescent snapshot (zoneinfo, buddyinfo, pagetypeinfo, vmstat, node*-*, mem_regions/*).
   python tests/data/capture.py --flavor regions [--topology two-node ...] [--append mem_region_size=16M]
+      [--workload churn --seconds 30] [--run 'guest shell command']
+      (snapshot after a workload and/or a command run beside it, not right after boot)
   python tests/data/capture.py --kernel /boot/vmlinuz-6.1 --name debian-6.1 --config FILE
   python tests/data/capture.py --console --kernel vmlinuz-6.1.0-NN-cloud-amd64 \
       --config config-6.1.0-NN-cloud-amd64 --name debian-6.1
@@ -19,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import kernel, topology
+from harness import kernel, topology, workloads
 from harness.guest import build_initramfs
 from harness.kernel import cache_root
 from harness.metrics import capture_name, live_paths
@@ -42,10 +44,16 @@ def _save(files: dict[str, str], config: Path | None, staging: Path, dest: Path)
     shutil.copytree(staging, dest)
 
 
-def capture(bzimage: Path, config: Path | None, name: str, topo_name: str, append: str = "") -> Path:
+def capture(bzimage: Path, config: Path | None, name: str, topo_name: str, append: str = "",
+            workload: str | None = None, seconds: int = 30, run: str | None = None) -> Path:
     topo = topology.load(topo_name)
     dest = OUT / f"{name}-{topo_name}"
     with tempfile.TemporaryDirectory() as tmp, guest(bzimage, topo, Path(tmp) / "vm", append=append) as vm:
+        jobs = [workloads.get(workload).command(topo, seconds)] if workload else []
+        jobs += [run] if run else []
+        if jobs:
+            vm.run(" & ".join(f"({j})" for j in jobs) + "; wait", check=True, timeout=seconds + 600)
+            vm.run("sleep 5", check=True)  # kcompactd's periods after the workload's frees
         if vm.run("test -e /sys/kernel/debug/region_alloc_test/control").status == 0:
             # every per-cpu page back in the buddy lists: the region files agree with each other
             vm.run("echo drain > /sys/kernel/debug/region_alloc_test/control", check=True)
@@ -150,6 +158,9 @@ def main() -> int:
     p.add_argument("--name", help="capture name prefix (default: 6.12-<flavor>)")
     p.add_argument("--topology", action="append", help="default: every shipped topology")
     p.add_argument("--append", default="", help="extra kernel command line (ssh captures only)")
+    p.add_argument("--workload", help="run this workload (harness.workloads) before the snapshot")
+    p.add_argument("--seconds", type=int, default=30, help="the workload's duration")
+    p.add_argument("--run", help="a guest shell command run beside the workload, before the snapshot")
     p.add_argument("--console", action="store_true",
                    help="read the files over the serial console, not ssh (no guest network needed)")
     args = p.parse_args()
@@ -163,7 +174,7 @@ def main() -> int:
         if args.console:
             print(capture_console(bz, config, name, t), flush=True)
         else:
-            print(capture(bz, config, name, t, args.append), flush=True)
+            print(capture(bz, config, name, t, args.append, args.workload, args.seconds, args.run), flush=True)
     return 0
 
 

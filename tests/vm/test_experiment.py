@@ -7,7 +7,7 @@ from harness import cli
 
 def test_consolidation_experiment(tmp_path, rh_build, capsys):
     rh_build("regions")
-    # two of the three default variants keep CI short: the baseline and the full series
+    # two of the four default variants keep CI short: the baseline and the full series
     status = cli.main(["experiment", "consolidation", "--variants", "regions+mem_region_sort=0,regions",
                        "--topology", "one-node", "--repeat", "2", "--seconds", "6", "--out", str(tmp_path)])
     out = capsys.readouterr().out

@@ -1,5 +1,8 @@
 """Stress on every topology under the debug flavor: no kernel report, region counts still exact.
 
+The guest has targeted evacuation on (variants.DEBUG_EVACUATE), so kcompactd isolates and
+migrates regions while the workload runs; everything else of the series is on as well.
+
 RH_STRESS_SECONDS sets the duration per topology (CI: 20 s; the nightly job: 300 s),
 RH_STRESS_WORKLOADS the workloads (CI: stress-pagecache; the nightly job adds
 churn-pagecache, the consolidation experiment's workload, and hotplug) and
@@ -13,7 +16,7 @@ import pytest
 from harness import checks, topology, workloads
 from harness.metrics import parse_mem_free_blocks, parse_mem_regions
 
-from variants import DEBUG
+from variants import DEBUG_EVACUATE
 
 SECONDS = int(os.environ.get("RH_STRESS_SECONDS", "20"))
 WORKLOADS = [w for w in os.environ.get("RH_STRESS_WORKLOADS", "stress-pagecache").split(",") if w]
@@ -24,13 +27,13 @@ CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 @pytest.mark.spot
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_debug_kernel_survives_stress(rh_guest, rh_topology, guest_facts, workload):
-    vm = rh_guest(DEBUG, rh_topology)
+    vm = rh_guest(DEBUG_EVACUATE, rh_topology)
     cmd = workloads.get(workload).command(topology.load(rh_topology), SECONDS)
     res = vm.run(cmd, timeout=SECONDS + 900)
     assert res.status == 0, res.stderr[-2000:]
     # WARNING, BUG, lockdep, KASAN, hung task: vm.run already checked; once more after settling
     vm.check_console(settle=3.0)
-    frames, inputs, declared = guest_facts(vm, DEBUG, rh_topology)
+    frames, inputs, declared = guest_facts(vm, DEBUG_EVACUATE, rh_topology)
     table = checks.check_capture(frames, inputs, declared)
     assert not checks.failed(table), "\n" + checks.render(table, only_failures=True)
     # quiet again: after a drain the bank holds every wholly free region but the cache

@@ -8,3 +8,10 @@ DEBUG = "debug+mem_region_size=16M"
 BASELINE = "regions+mem_region_sort=0+mem_region_size=16M"
 #: the lower-region bias (patch 0007), booted on one topology only
 BIAS = "regions+mem_region_size=16M+mem_region_bias=1"
+#: targeted evacuation (patch 0009) on, with a threshold that leaves room for the writer
+#: process's own pages next to its file (the kernel's default is 32)
+EVACUATE_PAGES = 256
+EVACUATE = f"regions+mem_region_size=16M+mem_region_evacuate=1+mem_region_evacuate_pages={EVACUATE_PAGES}"
+#: the debug kernel with evacuation on: the stress test's guest (kcompactd's evacuations
+#: then run under lockdep and DEBUG_VM with every workload)
+DEBUG_EVACUATE = EVACUATE.replace("regions+", "debug+", 1)
