@@ -33,13 +33,13 @@ from harness.errors import UserError
 from harness.fs import write_csv
 from harness.metrics import parse_control_result
 from harness.metrics.pfbench import parse_pfbench
+from harness.metrics.region_alloc_test import CONTROL
 from harness.session import guest
 from harness.table import render_table
 from harness.variant import parse_variants
 from harness.vm import VM
 
 ICOUNT_ARGS = ("-icount", "shift=0,sleep=off")
-CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 PCP_ORDERS = frozenset({0, 1, 2, 3, 9})
 MAX_ORDER = 10
 #: alloc+free rounds per bench command (the interface takes at most 65536)

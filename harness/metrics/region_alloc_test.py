@@ -12,7 +12,10 @@ import pandas as pd
 
 from ._common import ParseError, int_frame, lines_of
 
-__all__ = ["parse_alloc_pfns", "parse_control_result"]
+__all__ = ["CONTROL", "parse_alloc_pfns", "parse_control_result"]
+
+#: the series' test interface (kernel-patches/README.md): alloc, free, bench and drain
+CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 
 
 def parse_alloc_pfns(text: str, source: str = "control") -> pd.DataFrame:

@@ -30,6 +30,7 @@ from harness.errors import ParseError
 from harness.fs import read_tree
 
 from . import registry
+from .region_alloc_test import CONTROL
 from .registry import CapturedFile, Frames, KernelFile
 
 __all__ = ["CLOCK_FILES", "MARK", "Snapshot", "capture_name", "load_capture", "parse_snapshot",
@@ -50,10 +51,6 @@ TOGETHER = ("/sys/kernel/debug/mem_regions/regions", "/proc/zoneinfo")
 _SLURP = "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < \"$f\""
 
 
-#: the series' drain control: every per-cpu page back in the buddy lists
-DRAIN_CONTROL = "/sys/kernel/debug/region_alloc_test/control"
-
-
 def snapshot_command(refresh: bool = True) -> str:
     """The guest shell command printing every live registry file after a marker line, uptime first.
 
@@ -67,7 +64,7 @@ def snapshot_command(refresh: bool = True) -> str:
     fold = "echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; " if refresh else ""
     # pages parked on per-cpu lists would count as used in every region they come from:
     # the series' test interface drains them (kernel-patches/README.md), where it exists
-    drain = f"echo drain > {DRAIN_CONTROL} 2>/dev/null; " if refresh else ""
+    drain = f"echo drain > {CONTROL} 2>/dev/null; " if refresh else ""
     paths = registry.live_paths()
     globs = " ".join(p for p in paths if p not in TOGETHER)
     together = " ".join(p for p in TOGETHER if p in paths)

@@ -17,12 +17,12 @@ from harness.metrics import (
     parse_mem_zones,
     parse_pagetypeinfo,
 )
+from harness.metrics.region_alloc_test import CONTROL
 from harness.model.allocator import predict_sorted_allocs
 from harness.model.bank import MAX_ORDER, MAX_ORDER_PAGES, bank_state, lowest_banked
 
 from variants import BASELINE, DEBUG, REGIONS
 
-CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 DEBUGFS = "/sys/kernel/debug/mem_regions"
 FLAVORS = (REGIONS, pytest.param(DEBUG, marks=pytest.mark.spot, id=DEBUG))
 #: x86_64 memory blocks are 128 MiB

@@ -1,9 +1,10 @@
 """Targeted region evacuation (kernel-patches 0009): the alloc/free handshake and kcompactd.
 
-The scenario of issue 15: the test interface holds every free movable block of a zone
-below a line, so the next user allocations must take a fresh region above it (the
-allocation half of the handshake notes it). A process writes a small file into tmpfs
-there: movable page cache in a high region. Freeing what the test interface held is the
+The scenario of issue 15: in a node's top zone the test interface holds every free movable
+block outside the zone's highest run of wholly free regions (and the run's lowest region,
+room for the evacuation later), so the next user allocations must take a fresh region of
+that run (the allocation half of the handshake notes it). A process writes a small file
+into tmpfs there: movable page cache in a high region. Freeing what the test interface held is the
 free half; within a few kcompactd periods the fresh region must be wholly free again and
 banked, its pages moved below, the file intact, and the counters must account for it.
 
@@ -19,10 +20,10 @@ import re
 import pytest
 
 from harness.metrics import parse_mem_regions
+from harness.metrics.region_alloc_test import CONTROL
 
 from variants import DEBUG_EVACUATE, EVACUATE, EVACUATE_PAGES
 
-CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 REGIONS = "/sys/kernel/debug/mem_regions/regions"
 #: the file the process writes: well under the evacuation threshold
 FILE_PAGES = 16
@@ -108,16 +109,15 @@ def test_a_sparse_fresh_region_is_evacuated_and_banked(rh_guest, rh_topology, va
                                        (run_end, int(z["end_pfn"].iloc[-1]))) if lo < hi]
     vm.run(f"mkdir -p {MNT} && (grep -q ' {MNT} ' /proc/mounts || mount -t tmpfs none {MNT})", check=True)
     start = _events(vm)
-    fresh_before = before.xs((node, zone), level=("node", "zone"))
     try:
-        # the allocation half: the writer's pages can only come from a fresh region above the line
+        # the allocation half: the writer's pages can only come from a fresh region of the run
         out = vm.run(_hold_around_then_write(node, windows), check=True, timeout=900).stdout
         held = sum(int(n) for n in re.findall(r"held order \d+: (\d+)", out))
         assert held > 0, out
         digest = out.split()[-2]
         used = _regions(vm).xs((node, zone), level=("node", "zone"))
         fresh = [r for r in range(first, last + 1)
-                 if fresh_before.loc[r, "free"] == fresh_before.loc[r, "present"] > used.loc[r, "free"]]
+                 if z.loc[r, "free"] == z.loc[r, "present"] > used.loc[r, "free"]]
         assert fresh, f"the writer's pages went to no region of the free run {first}-{last}:\n{used}"
         # evacuable: few pages in use, and no pageblock an unmovable allocation claimed (with
         # every movable block held, the guest's own unmovable allocations may take one there)

@@ -4,12 +4,12 @@ import pytest
 
 from harness import checks
 from harness.metrics import parse_alloc_pfns, parse_mem_free_blocks, parse_mem_regions
+from harness.metrics.region_alloc_test import CONTROL
 from harness.model.allocator import predict_sorted_allocs
 from harness.model.bank import MAX_ORDER
 
 from variants import BASELINE, BIAS, REGIONS
 
-CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 ORDER = 9          # pageblock order: a THP-sized block, taken from the buddy lists after a drain
 COUNT = 8
 

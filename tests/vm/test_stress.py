@@ -15,12 +15,12 @@ import pytest
 
 from harness import checks, topology, workloads
 from harness.metrics import parse_mem_free_blocks, parse_mem_regions
+from harness.metrics.region_alloc_test import CONTROL
 
 from variants import DEBUG_EVACUATE
 
 SECONDS = int(os.environ.get("RH_STRESS_SECONDS", "20"))
 WORKLOADS = [w for w in os.environ.get("RH_STRESS_WORKLOADS", "stress-pagecache").split(",") if w]
-CONTROL = "/sys/kernel/debug/region_alloc_test/control"
 
 
 @pytest.mark.slow
