@@ -151,6 +151,18 @@ def _evac_pages_per_region(g: GuestData) -> float:
 NO_EVACUATION = "no region evacuated (mem_region_evacuate off, or a kernel without it)"
 
 
+def _evac_cpu_ms(g: GuestData) -> float:
+    """kcompactd's CPU time in targeted evacuation during the workload, all zones (ms;
+    mem_regions/zones evac_cpu_us, since kernel-patches 0009; 0 with evacuation off)."""
+    z = g.frame("mem_regions.zones")
+    if z is None or "evac_cpu_us" not in z.columns:
+        return math.nan
+    by = z.groupby("snapshot")["evac_cpu_us"].sum()
+    if "before" not in by.index or "after" not in by.index:
+        return math.nan
+    return float(by["after"] - by["before"]) / 1000.0
+
+
 def _free_pages_after(g: GuestData) -> float:
     z = g.frame("zoneinfo")
     if z is None:
@@ -195,6 +207,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("region_evac_pages_per_region", "pages/region", "lower", 0.25, 4,
            "the price of evacuation: pages migrated per region it freed, during the workload",
            _evac_pages_per_region, undefined_when=NO_EVACUATION),
+    Metric("region_evac_cpu_ms", "ms", "lower", 0.25, 5,
+           "the price of evacuation: kcompactd's CPU time evacuating during the workload (TCG: emulated)",
+           _evac_cpu_ms, undefined_when="a kernel without evacuation's CPU accounting (before kernel-patches 0009)"),
 )}
 
 DEFAULT_METRICS = tuple(METRICS)
