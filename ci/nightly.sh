@@ -18,6 +18,7 @@ status=0
 # the suite, with several minutes of stress and churn per topology under the debug kernel
 RH_STRESS_SECONDS=${RH_STRESS_SECONDS:-300} RH_STRESS_WORKLOADS=${RH_STRESS_WORKLOADS:-stress-pagecache,churn-pagecache,hotplug} \
   RH_SPOT_TOPOLOGIES=${RH_SPOT_TOPOLOGIES:-all} RH_EVACUATE_FLAVORS=${RH_EVACUATE_FLAVORS:-regions,debug} \
+  RH_FILL_VARIANTS=${RH_FILL_VARIANTS:-fill,nofill} \
   RH_JUNIT="$runs/junit-$(date +%Y%m%d).xml" \
   bash ci/test.sh || status=1
 
