@@ -94,7 +94,7 @@ def render(table: pd.DataFrame) -> str:
                                       for f in PRICE)))
     return ("wholly free regions (mean ± 95% CI half-width over repetitions)\n"
             + render_table(rows, right={1, 2, 3, 4, 5})
-            + "\n\nthe price (evacuation's CPU time counts instructions under TCG, not host cycles)\n"
+            + "\n\nthe price (mean ± 95% CI; under TCG times are emulated: compare variants, not hardware)\n"
             + render_table(price, right={1, 2, 3, 4}))
 
 
