@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness.fs import read_json
-from harness.model.consolidation import observed_free_regions, optimum_free_regions
+from harness.model.consolidation import observed_free_regions, optimum_free_regions, pinned_pages
 from harness.results import store
 
 
@@ -105,7 +105,7 @@ def _regions_at(g: GuestData, snapshot: str) -> pd.DataFrame | None:
 def _optimum(snapshot: str) -> Callable[[GuestData], float]:
     def extract(g: GuestData) -> float:
         snap = _regions_at(g, snapshot)
-        return math.nan if snap is None else float(optimum_free_regions(snap).sum())
+        return math.nan if snap is None else float(optimum_free_regions(snap, pinned_pages(snap)).sum())
     return extract
 
 
@@ -114,7 +114,7 @@ def _share_of_optimum(snapshot: str) -> Callable[[GuestData], float]:
         snap = _regions_at(g, snapshot)
         if snap is None:
             return math.nan
-        best = float(optimum_free_regions(snap).sum())
+        best = float(optimum_free_regions(snap, pinned_pages(snap)).sum())
         return 100.0 * float(observed_free_regions(snap).sum()) / best if best else math.nan
     return extract
 
@@ -183,7 +183,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "regions with every present page free, after the workload (the series' headline)",
            _free_regions("after")),
     Metric("optimum_free_regions_after", "regions", "higher", 0.0, 1.0,
-           "regions that could be wholly free after the workload if used memory were packed low (model)",
+           "regions that could be wholly free after the workload if movable memory were packed low (model)",
            _optimum("after")),
     Metric("free_regions_pct_optimum_after", "% of optimum", "higher", 0.0, 1.0,
            "wholly free regions after the workload as a percentage of the model optimum", _share_of_optimum("after")),
