@@ -291,6 +291,10 @@ def cmd_experiment(args) -> int:
     if verdicts is not None:
         print("\n" + compare.render(verdicts))
     print(f"\nsamples: {run_dir / 'consolidation.csv'}")
+    bad = compare.failures(verdicts) if verdicts is not None else None
+    if bad is not None and not bad.empty:
+        raise CheckFailed(f"{len(bad)} regression(s) or missing result(s) against {opts.variants[0]}: "
+                          + ", ".join(f"{r.new}/{r.metric}" for r in bad.itertuples()))
     return 0
 
 

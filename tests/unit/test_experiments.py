@@ -1,6 +1,7 @@
 """The consolidation experiment's analysis of a finished run (harness.experiments.analyze), on
 runs built from real captures (6.12-evacuate-two-node: churn plus stragglers, evacuation on)."""
 
+import json
 import math
 
 from test_results import make_run
@@ -35,3 +36,24 @@ def test_guests_whose_infrastructure_failed_give_no_sample(tmp_path):
     samples, table, _ = experiments.analyze(run, variants)
     assert len(samples) == 3
     assert table.set_index("variant")["n"].to_dict() == {variants[0]: 1, variants[1]: 2}
+
+
+def test_a_policy_that_regresses_fails_the_experiment(tmp_path, capsys):
+    from harness import cli
+
+    variants = ("regions+mem_region_sort=0", "regions+mem_region_evacuate=1")
+    run = make_run(tmp_path / "run", dict.fromkeys(variants, [0] * 8), capture="6.12-evacuate-two-node")
+    meta = json.loads((run / "metadata.json").read_text())
+    for g in meta["guests"]:
+        if g["flavor"] == variants[1]:
+            g["workload_seconds"] += 10.0  # the policy's workload takes 10 s longer, every time
+    (run / "metadata.json").write_text(json.dumps(meta))
+    args = ["experiment", "consolidation", "--variants", ",".join(variants), "--from", str(run)]
+    assert cli.main(args) != 0
+    out = capsys.readouterr()
+    assert "workload_seconds" in out.out + out.err and "REGRESSION" in out.out
+    for g in meta["guests"]:
+        g["workload_seconds"] = 20.0 + g["repetition"] / 10
+    (run / "metadata.json").write_text(json.dumps(meta))
+    assert cli.main(args) == 0
+    assert cli.main(["experiment", "consolidation", "--from", str(tmp_path)]) != 0  # not a run directory
