@@ -36,7 +36,8 @@ VERDICTS = ("free_regions_after", "free_regions_pct_optimum_after", "workload_se
 @dataclass(frozen=True)
 class ConsolidationOptions:
     #: the statistics baseline (every policy off) first, then sorting alone, then sorting and the
-    #: bank (the regions default), then the bank with targeted evacuation (kernel-patches 0009)
+    #: bank (the regions default), then the bank with targeted evacuation (kernel-patches 0009);
+    #: all but the baseline keep compaction out of drained regions (0010, mem_region_fill=1)
     variants: tuple[str, ...] = ("regions+mem_region_sort=0", "regions+mem_region_bank=0", "regions",
                                  "regions+mem_region_evacuate=1")
     topology: str = "two-node"
