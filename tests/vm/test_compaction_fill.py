@@ -16,7 +16,7 @@ The guests boot with the lower-region bias, so that the guest's own small alloca
 blocks of the lowest regions instead of taking exact fits next to the file, and a threshold
 of 256 pages (the file's region holds the writer's other pages too). The control,
 mem_region_fill=0, shows that the test can fail: compaction's free scanner then takes
-targets in the drained region (in 31 of 31 runs over the seven topologies, BENCHMARKS.md). It
+targets in the drained region (in 38 of 38 runs over the seven topologies, BENCHMARKS.md). It
 doubles the test's guests, so it runs in the nightly job (RH_FILL_VARIANTS="fill,nofill");
 CI runs "fill".
 """
