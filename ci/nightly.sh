@@ -18,11 +18,16 @@ status=0
 # the suite, with several minutes of stress and churn per topology under the debug kernel
 RH_STRESS_SECONDS=${RH_STRESS_SECONDS:-300} RH_STRESS_WORKLOADS=${RH_STRESS_WORKLOADS:-stress-pagecache,churn-pagecache,hotplug} \
   RH_SPOT_TOPOLOGIES=${RH_SPOT_TOPOLOGIES:-all} RH_EVACUATE_FLAVORS=${RH_EVACUATE_FLAVORS:-regions,debug} \
+  RH_FILL_VARIANTS=${RH_FILL_VARIANTS:-fill,nofill} \
   RH_JUNIT="$runs/junit-$(date +%Y%m%d).xml" \
   bash ci/test.sh || status=1
 
 # the kernel's mm selftests, the whole registry (the CI runs the default set)
 "$bin/harness" selftests --tests all --topology four-node,interleaved --out "$runs/selftests" || status=1
+
+# the series' headline: wholly free regions after churn, every policy against the baseline
+# (4 variants x 8 repetitions, about 21 minutes); a regression fails the night
+"$bin/harness" experiment consolidation --repeat 8 --out "$runs/consolidation" || status=1
 
 # the base is the newest run that finished ok, never a failed or aborted one
 previous=$("$bin/python" -c 'import sys; from harness.results.store import last_ok_run; r = last_ok_run(sys.argv[1]); print(r or "")' "$runs")

@@ -280,11 +280,21 @@ def cmd_experiment(args) -> int:
     opts = experiments.ConsolidationOptions(
         **_variants(args), topology=args.topology, region_size=args.region_size, repeat=args.repeat,
         workload=args.workload, seconds=args.seconds, out=Path(args.out), accel=args.accel, source=args.source)
-    run_dir, _samples, table, verdicts = experiments.consolidation(opts)
+    if args.from_run:
+        run_dir = Path(args.from_run)
+        if not (run_dir / "metadata.json").is_file():
+            raise UserError(f"--from {run_dir}: not a run directory (no metadata.json)")
+        _samples, table, verdicts = experiments.analyze(run_dir, opts.variants)
+    else:
+        run_dir, _samples, table, verdicts = experiments.consolidation(opts)
     print(experiments.render(table))
     if verdicts is not None:
         print("\n" + compare.render(verdicts))
     print(f"\nsamples: {run_dir / 'consolidation.csv'}")
+    bad = compare.failures(verdicts) if verdicts is not None else None
+    if bad is not None and not bad.empty:
+        raise CheckFailed(f"{len(bad)} regression(s) or missing result(s) against {opts.variants[0]}: "
+                          + ", ".join(f"{r.new}/{r.metric}" for r in bad.itertuples()))
     return 0
 
 
@@ -442,6 +452,8 @@ def parser() -> argparse.ArgumentParser:
     co.add_argument("--seconds", type=int, default=30)
     co.add_argument("--out", default="runs")
     co.add_argument("--accel", default="auto", choices=("auto", "tcg", "kvm"))
+    co.add_argument("--from", dest="from_run", metavar="RUN_DIR",
+                    help="boot nothing: the tables and verdicts of a finished run, for --variants")
     co.set_defaults(func=cmd_experiment)
 
     be = sub.add_parser("bench", help="deterministic benchmarks under QEMU -icount")

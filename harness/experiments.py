@@ -19,19 +19,25 @@ import pandas as pd
 from scipy import stats as sps
 
 from harness import run as main_job
-from harness.fs import write_csv
+from harness.fs import read_json, write_csv
 from harness.results import compare
 from harness.results.metrics import extract_metrics
 from harness.table import render_table
 
 FIGURES = ("free_regions_before", "free_regions_after", "optimum_free_regions_after",
            "free_regions_pct_optimum_after")
+#: what the consolidation costs (harness.results.metrics): the workload's wall time, targeted
+#: evacuation's pages per region freed and kcompactd CPU time, THP faults served
+PRICE = ("workload_seconds", "region_evac_pages_per_region", "region_evac_cpu_ms", "thp_fault_success")
+#: judged against the first variant, repetitions interleaved (harness.results.compare)
+VERDICTS = ("free_regions_after", "free_regions_pct_optimum_after", "workload_seconds")
 
 
 @dataclass(frozen=True)
 class ConsolidationOptions:
     #: the statistics baseline (every policy off) first, then sorting alone, then sorting and the
-    #: bank (the regions default), then the bank with targeted evacuation (kernel-patches 0009)
+    #: bank (the regions default), then the bank with targeted evacuation (kernel-patches 0009);
+    #: all but the baseline keep compaction out of drained regions (0010, mem_region_fill=1)
     variants: tuple[str, ...] = ("regions+mem_region_sort=0", "regions+mem_region_bank=0", "regions",
                                  "regions+mem_region_evacuate=1")
     topology: str = "two-node"
@@ -57,28 +63,63 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
     return float(a.mean()), half
 
 
-def summarize(samples: pd.DataFrame, variants: tuple[str, ...]) -> pd.DataFrame:
+def summarize(samples: pd.DataFrame, variants: tuple[str, ...],
+              figures: tuple[str, ...] = FIGURES + PRICE) -> pd.DataFrame:
+    """Per variant: n, and each figure's mean with its 95% CI half-width (column f"{figure}_ci")."""
     rows = []
     for v in variants:
         s = samples[samples["variant"] == v]
         row: dict[str, object] = {"variant": v, "n": len(s)}
-        for f in FIGURES:
+        for f in figures:
             mean, half = mean_ci(s[f].tolist())
             row[f], row[f"{f}_ci"] = mean, half
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _cell(mean: object, half: object, digits: int = 1) -> str:
+    m, h = float(mean), float(half)  # type: ignore[arg-type]
+    return "-" if math.isnan(m) else (f"{m:.{digits}f}" if math.isnan(h) else f"{m:.{digits}f} ± {h:.{digits}f}")
+
+
 def render(table: pd.DataFrame) -> str:
-    def cell(mean: object, half: object) -> str:
-        m, h = float(mean), float(half)  # type: ignore[arg-type]
-        return "-" if math.isnan(m) else (f"{m:.1f}" if math.isnan(h) else f"{m:.1f} ± {h:.1f}")
+    """The original series' table, then what it cost."""
     rows: list[tuple[object, ...]] = [("variant", "n", "free regions before", "after", "optimum after",
                                        "after, % of optimum")]
     for r in table.to_dict("records"):
-        rows.append((r["variant"], r["n"], *(cell(r[f], r[f"{f}_ci"]) for f in FIGURES)))
+        rows.append((r["variant"], r["n"], *(_cell(r[f], r[f"{f}_ci"]) for f in FIGURES)))
+    price: list[tuple[object, ...]] = [("variant", "workload s", "evac pages/region", "evac CPU ms",
+                                        "THP fault success")]
+    for r in table.to_dict("records"):
+        price.append((r["variant"], *(_cell(r[f], r[f"{f}_ci"], 3 if f == "thp_fault_success" else 1)
+                                      for f in PRICE)))
     return ("wholly free regions (mean ± 95% CI half-width over repetitions)\n"
-            + render_table(rows, right={1, 2, 3, 4, 5}))
+            + render_table(rows, right={1, 2, 3, 4, 5})
+            + "\n\nthe price (mean ± 95% CI; under TCG times are emulated: compare variants, not hardware)\n"
+            + render_table(price, right={1, 2, 3, 4}))
+
+
+def analyze(run_dir: Path, variants: tuple[str, ...]
+            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """The experiment's figures from a finished run directory: (samples, summary, verdicts against
+    the first variant); writes consolidation.csv and consolidation-verdicts/. Guests whose
+    infrastructure failed give no sample."""
+    meta = read_json(run_dir / "metadata.json")
+    rows = []
+    for g in meta.get("guests", []):
+        if g.get("status") == main_job.GuestStatus.ERROR or g.get("flavor") not in variants:
+            continue
+        got = extract_metrics(run_dir / g["dir"], meta, FIGURES + PRICE)
+        rows.append({"variant": g["flavor"], "repetition": g.get("repetition"), "guest": g["dir"], **got})
+    samples = pd.DataFrame(rows, columns=["variant", "repetition", "guest", *FIGURES, *PRICE])
+    write_csv(run_dir / "consolidation.csv", samples)
+    table = summarize(samples, variants)
+    verdicts = None
+    if len(variants) > 1:
+        verdicts = pd.concat([compare.compare_variants(run_dir, variants[0], v, VERDICTS) for v in variants[1:]],
+                             ignore_index=True)
+        compare.write_report(verdicts, run_dir / "consolidation-verdicts")
+    return samples, table, verdicts
 
 
 def consolidation(opts: ConsolidationOptions, progress: Callable[[str], None] = print
@@ -89,20 +130,6 @@ def consolidation(opts: ConsolidationOptions, progress: Callable[[str], None] = 
                                    accel=opts.accel, source=opts.source, repeat=opts.repeat,
                                    region_size=opts.region_size)
     run_dir, outcomes = main_job.run(run_opts, progress)
-    rows = []
-    for o in outcomes:
-        if o.status is main_job.GuestStatus.ERROR:
-            continue
-        got = extract_metrics(run_dir / o.name, None, FIGURES)
-        rows.append({"variant": str(o.variant), "repetition": o.repetition, "guest": o.name, **got})
-    samples = pd.DataFrame(rows, columns=["variant", "repetition", "guest", *FIGURES])
-    write_csv(run_dir / "consolidation.csv", samples)
-    table = summarize(samples, opts.variants)
-    verdicts = None
-    if len(opts.variants) > 1:
-        verdicts = pd.concat([compare.compare_variants(run_dir, opts.variants[0], v,
-                                                       ("free_regions_after", "free_regions_pct_optimum_after"))
-                              for v in opts.variants[1:]], ignore_index=True)
-        compare.write_report(verdicts, run_dir / "consolidation-verdicts")
+    samples, table, verdicts = analyze(run_dir, opts.variants)
     main_job.raise_for_outcomes(outcomes, run_dir)
     return run_dir, samples, table, verdicts

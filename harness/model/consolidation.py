@@ -3,10 +3,13 @@
 Per zone, the used pages (present - free) are packed into the lowest regions, region by
 region; every region above the fill line is then wholly free. Pages that cannot move
 (unmovable and reclaimable pageblocks) stay where they are: ``pinned`` gives them per
-region, and a region holding any is never counted free. Part 1 of the series reports
-no pageblock types per region, so without ``pinned`` every used page counts as
-movable and the figure is an upper bound; the observed free regions as a share of it
-is what a consolidation policy achieved of what was possible.
+region, and a region holding any is never counted free. ``pinned_pages`` reads them from
+the pageblock types debugfs shows per region (kernel-patches 0008): every page in use in
+a region with an unmovable, reclaimable or high-atomic pageblock stays. Without them
+(older kernels, zoneinfo region lines) every used page counts as movable and the figure
+is an upper bound. Either way pages the kernel reserved at boot inside movable pageblocks
+count as movable: no file says where they are. The observed free regions as a share of
+the optimum is what a consolidation policy achieved of what was possible.
 """
 
 from __future__ import annotations
@@ -46,6 +49,22 @@ def optimum_free_regions(regions: pd.DataFrame,
                 free += 1                          # above the fill line and nothing pinned
         out[(node, zone)] = free
     return pd.Series(out, name="optimum_free_regions", dtype="int64").rename_axis(list(KEYS))
+
+
+#: pageblock types whose pages stay where they are (mem_regions/regions columns)
+FIXED_TYPES = ("pageblocks_Unmovable", "pageblocks_Reclaimable", "pageblocks_HighAtomic")
+
+
+def pinned_pages(regions: pd.DataFrame) -> dict[tuple[int, str, int], int]:
+    """(node, zone, region) -> pages in use that cannot move: all of a region's used pages
+    when it has an unmovable, reclaimable or high-atomic pageblock; {} without the columns."""
+    df = regions.reset_index() if not isinstance(regions.index, pd.RangeIndex) else regions
+    if not set(FIXED_TYPES) <= set(df.columns):
+        return {}
+    held = df[(df[list(FIXED_TYPES)].sum(axis=1) > 0) & (df["present"] > df["free"])]
+    used = (held["present"] - held["free"]).astype("int64").tolist()
+    keys = zip(held["node"].astype("int64"), held["zone"].astype(str), held["region"].astype("int64"), strict=True)
+    return {(int(n), z, int(r)): u for (n, z, r), u in zip(keys, used, strict=True)}
 
 
 def observed_free_regions(regions: pd.DataFrame) -> pd.Series:

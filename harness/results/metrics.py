@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness.fs import read_json
-from harness.model.consolidation import observed_free_regions, optimum_free_regions
+from harness.model.consolidation import observed_free_regions, optimum_free_regions, pinned_pages
 from harness.results import store
 
 
@@ -105,7 +105,7 @@ def _regions_at(g: GuestData, snapshot: str) -> pd.DataFrame | None:
 def _optimum(snapshot: str) -> Callable[[GuestData], float]:
     def extract(g: GuestData) -> float:
         snap = _regions_at(g, snapshot)
-        return math.nan if snap is None else float(optimum_free_regions(snap).sum())
+        return math.nan if snap is None else float(optimum_free_regions(snap, pinned_pages(snap)).sum())
     return extract
 
 
@@ -114,7 +114,7 @@ def _share_of_optimum(snapshot: str) -> Callable[[GuestData], float]:
         snap = _regions_at(g, snapshot)
         if snap is None:
             return math.nan
-        best = float(optimum_free_regions(snap).sum())
+        best = float(optimum_free_regions(snap, pinned_pages(snap)).sum())
         return 100.0 * float(observed_free_regions(snap).sum()) / best if best else math.nan
     return extract
 
@@ -151,6 +151,18 @@ def _evac_pages_per_region(g: GuestData) -> float:
 NO_EVACUATION = "no region evacuated (mem_region_evacuate off, or a kernel without it)"
 
 
+def _evac_cpu_ms(g: GuestData) -> float:
+    """kcompactd's CPU time in targeted evacuation during the workload, all zones (ms;
+    mem_regions/zones evac_cpu_us, since kernel-patches 0009; 0 with evacuation off)."""
+    z = g.frame("mem_regions.zones")
+    if z is None or "evac_cpu_us" not in z.columns:
+        return math.nan
+    by = z.groupby("snapshot")["evac_cpu_us"].sum()
+    if "before" not in by.index or "after" not in by.index:
+        return math.nan
+    return float(by["after"] - by["before"]) / 1000.0
+
+
 def _free_pages_after(g: GuestData) -> float:
     z = g.frame("zoneinfo")
     if z is None:
@@ -171,7 +183,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "regions with every present page free, after the workload (the series' headline)",
            _free_regions("after")),
     Metric("optimum_free_regions_after", "regions", "higher", 0.0, 1.0,
-           "regions that could be wholly free after the workload if used memory were packed low (model)",
+           "regions that could be wholly free after the workload if movable memory were packed low (model)",
            _optimum("after")),
     Metric("free_regions_pct_optimum_after", "% of optimum", "higher", 0.0, 1.0,
            "wholly free regions after the workload as a percentage of the model optimum", _share_of_optimum("after")),
@@ -195,6 +207,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("region_evac_pages_per_region", "pages/region", "lower", 0.25, 4,
            "the price of evacuation: pages migrated per region it freed, during the workload",
            _evac_pages_per_region, undefined_when=NO_EVACUATION),
+    Metric("region_evac_cpu_ms", "ms", "lower", 0.25, 5,
+           "the price of evacuation: kcompactd's CPU time evacuating during the workload (TCG: emulated)",
+           _evac_cpu_ms, undefined_when="a kernel without evacuation's CPU accounting (before kernel-patches 0009)"),
 )}
 
 DEFAULT_METRICS = tuple(METRICS)

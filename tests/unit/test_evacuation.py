@@ -76,3 +76,28 @@ def test_the_price_is_pages_migrated_per_region_freed(tmp_path):
     vanilla = extract_metrics(make_guest(tmp_path, "vanilla", "6.12-vanilla-two-node", boot=6.0))
     assert math.isnan(vanilla["region_evac_success_delta"]) and math.isnan(vanilla["region_evac_pages_per_region"])
     assert METRICS["region_evac_pages_per_region"].undefined_when == NO_EVACUATION
+
+
+def _bump_evac_cpu(guest, us):
+    """Add us microseconds of evacuation CPU time to every zone of the after snapshot."""
+    zones = guest / "snapshots" / "after" / "mem_regions" / "zones"
+    head, *rows = zones.read_text().splitlines()
+    col = head.split().index("evac_cpu_us")
+    out = [head]
+    for row in rows:
+        parts = row.split()
+        parts[col] = str(int(parts[col]) + us)
+        out.append(" ".join(parts))
+    zones.write_text("\n".join(out) + "\n")
+    store.write_metrics(guest)
+
+
+def test_the_price_includes_kcompactd_cpu_time_evacuating(tmp_path):
+    g = make_guest(tmp_path, "evac", "6.12-evacuate-two-node", boot=6.0)
+    zones = (CAPTURE / "mem_regions" / "zones").read_text().splitlines()
+    assert sum(int(r.split()[-1]) for r in zones[1:]) > 0  # the capture's workload evacuated
+    assert extract_metrics(g)["region_evac_cpu_ms"] == 0
+    _bump_evac_cpu(g, 750)
+    assert extract_metrics(g)["region_evac_cpu_ms"] == 0.75 * (len(zones) - 1)
+    older = extract_metrics(make_guest(tmp_path, "bank", "6.12-bank-two-node", boot=6.0))
+    assert math.isnan(older["region_evac_cpu_ms"])  # zones without the column: not measured

@@ -20,5 +20,6 @@ def test_consolidation_experiment(tmp_path, rh_build, capsys):
     assert (samples["optimum_free_regions_after"] > 100).all()
     assert (samples["free_regions_after"] <= samples["optimum_free_regions_after"]).all()
     assert ((samples["free_regions_pct_optimum_after"] > 0) & (samples["free_regions_pct_optimum_after"] <= 100)).all()
-    assert "wholly free regions (mean ± 95% CI" in out and "% of optimum" in out
+    assert "wholly free regions (mean ± 95% CI" in out and "% of optimum" in out and "evac CPU ms" in out
+    assert (samples["workload_seconds"] >= 6).all()
     assert (run / "consolidation-verdicts" / "compare.csv").is_file()

@@ -15,3 +15,8 @@ EVACUATE = f"regions+mem_region_size=16M+mem_region_evacuate=1+mem_region_evacua
 #: the debug kernel with evacuation on: the stress test's guest (kcompactd's evacuations
 #: then run under lockdep and DEBUG_VM with every workload)
 DEBUG_EVACUATE = EVACUATE.replace("regions+", "debug+", 1)
+#: compaction and drained regions (patch 0010): the lower-region bias keeps the guest's own small
+#: allocations out of a sparse region's exact fits, the threshold leaves room for the writer's
+#: pages; NO_FILL, compaction free to take targets anywhere, is test_compaction_fill's control
+FILL = "regions+mem_region_size=16M+mem_region_bias=1+mem_region_evacuate_pages=256"
+NO_FILL = f"{FILL}+mem_region_fill=0"

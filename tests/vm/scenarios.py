@@ -1,0 +1,130 @@
+"""A few movable pages in a fresh high region: the scenario the evacuation and compaction
+tests share (kernel-patches 0009 and 0010).
+
+In a node's top zone (the one its user allocations take first) the test interface holds
+every free movable block outside the zone's highest run of wholly free regions, and the
+run's lowest region too (room below for what comes next); a process then writes a small
+file into tmpfs, whose pages can only come from a fresh region of the run. Freeing the
+hold afterwards is the free half of the evacuation handshake.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.metrics import parse_mem_regions
+from harness.metrics.region_alloc_test import CONTROL
+
+REGIONS = "/sys/kernel/debug/mem_regions/regions"
+#: the file the process writes: well under the evacuation threshold
+FILE_PAGES = 16
+MNT = "/mnt/evac"
+FILE = f"{MNT}/f"
+ZONE_ORDER = ["DMA", "DMA32", "Normal", "Movable"]
+
+
+def regions(vm) -> pd.DataFrame:
+    """The guest's debugfs regions, read after draining the per-cpu lists."""
+    out = vm.run(f"echo drain > {CONTROL} && cat {REGIONS}", check=True).stdout
+    return parse_mem_regions(out, "regions")
+
+
+def region_events(vm) -> dict[str, int]:
+    out = vm.run("grep ^region_ /proc/vmstat", check=True).stdout
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+
+
+def in_use(z: pd.DataFrame) -> pd.Series:
+    """Pages in use per region of one zone's frame."""
+    return z["present"] - z["free"]
+
+
+def _target_zone(frame: pd.DataFrame) -> tuple[int, str]:
+    """(node, zone): the highest zone of a node with the most banked regions among the nodes."""
+    best = None
+    for node, nf in frame.groupby(level="node"):
+        zones = sorted(set(nf.index.get_level_values("zone")), key=ZONE_ORDER.index)
+        zone = zones[-1]
+        banked = int(nf.xs(zone, level="zone")["banked"].sum())
+        if best is None or banked > best[2]:
+            best = (int(node), zone, banked)
+    assert best and best[2] >= 2, f"no node's top zone has 2 banked regions:\n{frame}"
+    return best[0], best[1]
+
+
+def _free_run(z: pd.DataFrame) -> tuple[int, int]:
+    """(first, last) region of the zone's highest run of wholly free regions, at least 2 long."""
+    whole = ((z["free"] == z["present"]) & (z["present"] > 0)).tolist()
+    last = len(whole) - 1
+    while last >= 0:
+        if whole[last]:
+            first = last
+            while first > 0 and whole[first - 1]:
+                first -= 1
+            if last - first >= 1:
+                return first, last
+            last = first
+        last -= 1
+    raise AssertionError(f"no two adjacent wholly free regions:\n{z}")
+
+
+def _hold_around_then_write(node: int, windows: list[tuple[int, int]]) -> str:
+    """One guest command: hold every free movable block in each [low, high) window through
+    the test interface, largest first, each request after draining the per-cpu lists (a
+    parked page outside the free run would take the writer's first allocation); then
+    write the file and print its digest. One command, so that no process of the test
+    exits in between and frees pages outside the run."""
+    holds = "; ".join(
+        f"for o in 10 9 8 7 6 5 4 3 2 1 0; do n=0; "
+        f"while echo 'alloc nid={node} order='$o' count=1 mt=movable low_pfn={low} high_pfn={high}' "
+        f"> {CONTROL} 2>/dev/null; do n=$((n+1)); done; echo held order $o: $n; done"
+        for low, high in windows)
+    return (f"{holds}; numactl --membind={node} dd if=/dev/urandom of={FILE} bs=4096 count={FILE_PAGES} "
+            f"2>/dev/null && md5sum {FILE}")
+
+
+@dataclass(frozen=True)
+class Placed:
+    node: int
+    zone: str
+    #: the free run's regions the writer could use (its lowest was held)
+    first: int
+    last: int
+    #: md5 of the file as written
+    digest: str
+    #: the zone's regions before the hold, and while it was held with the file written
+    before: pd.DataFrame
+    held: pd.DataFrame
+    #: the run's regions the file's pages went to
+    fresh: list[int]
+
+
+@contextmanager
+def file_in_a_fresh_region(vm) -> Iterator[Placed]:
+    """Write FILE into a fresh region of the top zone's highest free run; the hold is freed
+    on leaving the block, whatever happens inside it."""
+    frame = regions(vm)
+    node, zone = _target_zone(frame)
+    z = frame.xs((node, zone), level=("node", "zone"))
+    held_free, last = _free_run(z)
+    first = held_free + 1
+    run_start, run_end = int(z.loc[first, "start_pfn"]), int(z.loc[last, "end_pfn"])
+    windows = [(lo, hi) for lo, hi in ((int(z["start_pfn"].iloc[0]), run_start),
+                                       (run_end, int(z["end_pfn"].iloc[-1]))) if lo < hi]
+    vm.run(f"mkdir -p {MNT} && (grep -q ' {MNT} ' /proc/mounts || mount -t tmpfs none {MNT})", check=True)
+    try:
+        out = vm.run(_hold_around_then_write(node, windows), check=True, timeout=900).stdout
+        held = sum(int(n) for n in re.findall(r"held order \d+: (\d+)", out))
+        assert held > 0, out
+        used = regions(vm).xs((node, zone), level=("node", "zone"))
+        fresh = [r for r in range(first, last + 1)
+                 if z.loc[r, "free"] == z.loc[r, "present"] > used.loc[r, "free"]]
+        assert fresh, f"the writer's pages went to no region of the free run {first}-{last}:\n{used}"
+        yield Placed(node, zone, first, last, out.split()[-2], z, used, fresh)
+    finally:
+        vm.run(f"echo free > {CONTROL}", check=True)
