@@ -447,7 +447,7 @@ def parser() -> argparse.ArgumentParser:
     co = ex_sub.add_parser("consolidation", help="wholly free regions before -> after, repeated, vs the optimum")
     baseline_and_policy(co, "the baseline of the verdicts")
     co.add_argument("--region-size", default="16M")
-    co.add_argument("--repeat", type=int, default=16)
+    co.add_argument("--repeat", type=int, default=8, help="repetitions per variant (default 8: BENCHMARKS.md)")
     co.add_argument("--workload", default="churn-pagecache")
     co.add_argument("--seconds", type=int, default=30)
     co.add_argument("--out", default="runs")

@@ -42,9 +42,9 @@ class ConsolidationOptions:
                                  "regions+mem_region_evacuate=1")
     topology: str = "two-node"
     region_size: str = "16M"
-    #: measured on two-node (BENCHMARKS.md): 5 repetitions gave 95% CI half-widths of 6.0 and 4.4
-    #: points of the optimum, 8 gave 3.6 and 6.9; that spread puts 16 under 5 points
-    repeat: int = 16
+    #: measured on two-node (BENCHMARKS.md): since quiescent snapshots drain the per-cpu lists,
+    #: 8 repetitions give 95% CI half-widths of 0.5-1.4 points of the optimum (the floor is 5)
+    repeat: int = 8
     workload: str = "churn-pagecache"
     seconds: int = 30
     out: Path = Path("runs")
