@@ -92,15 +92,11 @@ def _hold_around_then_write(node: int, windows: list[tuple[int, int]]) -> str:
 class Placed:
     node: int
     zone: str
-    #: the free run's regions the writer could use (its lowest was held)
-    first: int
-    last: int
     #: md5 of the file as written
     digest: str
-    #: the zone's regions before the hold, and while it was held with the file written
-    before: pd.DataFrame
+    #: the zone's regions while the hold was in place, the file written
     held: pd.DataFrame
-    #: the run's regions the file's pages went to
+    #: the free run's regions the file's pages went to
     fresh: list[int]
 
 
@@ -125,6 +121,6 @@ def file_in_a_fresh_region(vm) -> Iterator[Placed]:
         fresh = [r for r in range(first, last + 1)
                  if z.loc[r, "free"] == z.loc[r, "present"] > used.loc[r, "free"]]
         assert fresh, f"the writer's pages went to no region of the free run {first}-{last}:\n{used}"
-        yield Placed(node, zone, first, last, out.split()[-2], z, used, fresh)
+        yield Placed(node, zone, out.split()[-2], used, fresh)
     finally:
         vm.run(f"echo free > {CONTROL}", check=True)

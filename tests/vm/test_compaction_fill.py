@@ -25,8 +25,8 @@ import os
 import re
 
 import pytest
-from scenarios import FILE, MNT, file_in_a_fresh_region, in_use, regions
 
+from scenarios import FILE, MNT, file_in_a_fresh_region, in_use, regions
 from variants import FILL, NO_FILL
 
 pytestmark = pytest.mark.spot

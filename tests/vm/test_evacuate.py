@@ -17,8 +17,8 @@ nightly "regions,debug"); on the spot-check topologies in CI and on all of them 
 import os
 
 import pytest
-from scenarios import FILE, FILE_PAGES, file_in_a_fresh_region, in_use, region_events, regions
 
+from scenarios import FILE, FILE_PAGES, file_in_a_fresh_region, in_use, region_events, regions
 from variants import DEBUG_EVACUATE, EVACUATE, EVACUATE_PAGES
 
 pytestmark = pytest.mark.spot
