@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.metrics import parse_mem_regions
 from harness.metrics.region_alloc_test import CONTROL
+from harness.metrics.vmstat import parse_name_values
 
 REGIONS = "/sys/kernel/debug/mem_regions/regions"
 #: the file the process writes: well under the evacuation threshold
@@ -34,9 +35,15 @@ def regions(vm) -> pd.DataFrame:
     return parse_mem_regions(out, "regions")
 
 
+def vmstat(vm, names: tuple[str, ...] = ()) -> dict[str, int]:
+    """The guest's /proc/vmstat counters (only `names` when given), through the harness parser."""
+    values = parse_name_values(vm.run("cat /proc/vmstat", check=True).stdout, "/proc/vmstat")
+    return {n: values[n] for n in names} if names else values
+
+
 def region_events(vm) -> dict[str, int]:
-    out = vm.run("grep ^region_ /proc/vmstat", check=True).stdout
-    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    """The series' region_* vm events."""
+    return {k: v for k, v in vmstat(vm).items() if k.startswith("region_")}
 
 
 def in_use(z: pd.DataFrame) -> pd.Series:

@@ -26,7 +26,7 @@ import re
 
 import pytest
 
-from scenarios import FILE, MNT, file_in_a_fresh_region, in_use, regions
+from scenarios import FILE, MNT, file_in_a_fresh_region, in_use, regions, vmstat
 from variants import FILL, NO_FILL
 
 pytestmark = pytest.mark.spot
@@ -39,12 +39,6 @@ HOLES = 2000
 #: "range=(0x1f000 ~ 0x1f200) nr_scanned=512 nr_taken=3"
 TAKEN = re.compile(r"mm_compaction_isolate_freepages: range=\((0x[0-9a-f]+) ~ 0x[0-9a-f]+\) "
                    r"nr_scanned=\d+ nr_taken=(\d+)")
-
-
-def _vmstat(vm, names):
-    out = vm.run("cat /proc/vmstat", check=True).stdout
-    values = dict(line.split() for line in out.splitlines())
-    return {n: int(values[n]) for n in names}
 
 
 def _compact_traced(vm):
@@ -91,9 +85,9 @@ def test_compaction_takes_no_target_in_a_drained_region(rh_guest, rh_topology, v
         z = before.xs((node, zone), level=("node", "zone"))
         assert any(in_use(z)[r] <= threshold for r in fresh), \
             f"the file's regions {fresh} are not drained: in use {in_use(z)[fresh].tolist()}"
-        start = _vmstat(vm, COMPACTION)
+        start = vmstat(vm, COMPACTION)
         taken = _compact_traced(vm)
-        moved = {k: v - start[k] for k, v in _vmstat(vm, COMPACTION).items()}
+        moved = {k: v - start[k] for k, v in vmstat(vm, COMPACTION).items()}
         after = regions(vm)
     finally:
         vm.run(f"rm -f {FILE} {MNT}/h*", check=True)
