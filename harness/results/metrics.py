@@ -102,10 +102,15 @@ def _regions_at(g: GuestData, snapshot: str) -> pd.DataFrame | None:
     return snap if not snap.empty else None
 
 
+def _best(snap: pd.DataFrame) -> float:
+    """The model optimum over every zone of one snapshot's regions, unmovable pages pinned."""
+    return float(optimum_free_regions(snap, pinned_pages(snap)).sum())
+
+
 def _optimum(snapshot: str) -> Callable[[GuestData], float]:
     def extract(g: GuestData) -> float:
         snap = _regions_at(g, snapshot)
-        return math.nan if snap is None else float(optimum_free_regions(snap, pinned_pages(snap)).sum())
+        return math.nan if snap is None else _best(snap)
     return extract
 
 
@@ -114,7 +119,7 @@ def _share_of_optimum(snapshot: str) -> Callable[[GuestData], float]:
         snap = _regions_at(g, snapshot)
         if snap is None:
             return math.nan
-        best = float(optimum_free_regions(snap, pinned_pages(snap)).sum())
+        best = _best(snap)
         return 100.0 * float(observed_free_regions(snap).sum()) / best if best else math.nan
     return extract
 
