@@ -17,6 +17,7 @@ packages=(
   ccache                     # warm rebuilds across flavors and runs
   linux-source-6.12          # the default kernel source (tarball under /usr/src)
   busybox-static stress-ng numactl dropbear-bin   # the guest image
+  e2fsprogs                  # mkfs.ext2: the guest's scratch disk (harness/guest/disk.py)
   acpica-tools               # iasl -d: independent check of our SRAT/SLIT
   libnuma-dev                # harness selftests: ksm_tests and migration link libnuma.a (static)
   chromium                   # headless screenshot of harness report pages in the tests

@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.errors import VMError
 from harness.fs import atomic_write
 from harness.guest import host_public_key, prepare_run
+from harness.guest.disk import make_scratch_disk, qemu_drive, scratch_size
 from harness.paths import cache_root
 from harness.topology import Topology
 from harness.vm import VM
@@ -26,8 +27,9 @@ def guest(kernel: Path, topo: Topology, workdir: Path, *, append: str = "", acce
           qemu_extra: Sequence[str] = ()) -> VM:
     """A VM (not started: use it as a context manager) booting `kernel` on `topo`.
 
-    workdir receives the per-run initrd and ssh key, the generated ACPI tables,
-    console.log and vm.json; qemu_extra is appended to the QEMU arguments (e.g.
+    workdir receives the generated ACPI tables, console.log and vm.json; the per-run
+    initrd, ssh key and scratch disk (harness.guest.disk) go in a scratch directory
+    removed when the VM stops; qemu_extra is appended to the QEMU arguments (e.g.
     -icount). accel "auto" is settled here, before the VM exists: by the cached KVM
     probe, or by a probe boot (up to accel.PROBE_TIMEOUT) on a cache miss.
     """
@@ -39,12 +41,14 @@ def guest(kernel: Path, topo: Topology, workdir: Path, *, append: str = "", acce
     scratch = Path(tempfile.mkdtemp(prefix=f"{name or topo.name}-", dir=_scratch_root(cache)))
     try:
         initrd, key = prepare_run(cache / "guest", scratch)
+        disk = make_scratch_disk(scratch / "scratch-disk.img", scratch_size(topo.memory_bytes))
         host_key = host_public_key(cache / "guest")
         chosen = choose_accel(kernel, initrd, cache, accel)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return VM(kernel, initrd, workdir, [*qemu_args(topo, workdir), *qemu_extra], accel=chosen, append=append,
+    return VM(kernel, initrd, workdir, [*qemu_args(topo, workdir), *qemu_drive(disk), *qemu_extra],
+              accel=chosen, append=append,
               boot_timeout=boot_timeout, name=name or topo.name, ssh_key=key, scratch=scratch,
               host_key=host_key)
 

@@ -46,7 +46,7 @@ PROGRAMS = {
 }
 BUSYBOX = "busybox"
 #: static C helpers compiled into the image: source in files/ -> /usr/bin/<name>
-HELPERS = ("pfbench.c", "rh-seed.c", "churn.c")
+HELPERS = ("pfbench.c", "rh-seed.c", "churn.c", "thpchallenge.c")
 
 
 def guest_programs() -> frozenset[str]:

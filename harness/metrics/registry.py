@@ -29,6 +29,7 @@ from .firmware_memmap import parse_firmware_memmap
 from .mem_regions import parse_mem_free_blocks, parse_mem_regions, parse_mem_regions_config, parse_mem_zones
 from .node import parse_node_meminfo, parse_node_numastat, parse_node_vmstat
 from .pagetypeinfo import parse_pagetypeinfo
+from .tracehist import parse_extfrag_hist
 from .vmstat import parse_vmstat
 from .zoneinfo import parse_zoneinfo
 
@@ -170,6 +171,8 @@ REGISTRY: tuple[KernelFile, ...] = (
     KernelFile(f"{_DEBUGFS}/zones", "mem_regions[-/]zones", single(parse_mem_zones, "mem_regions.zones")),
     KernelFile("/sys/kernel/debug/extfrag/unusable_index", "unusable_index", single(parse_extfrag, "unusable_index")),
     KernelFile("/sys/kernel/debug/extfrag/extfrag_index", "extfrag_index", single(parse_extfrag, "extfrag_index")),
+    KernelFile("/sys/kernel/tracing/events/kmem/mm_page_alloc_extfrag/hist", "mm_page_alloc_extfrag[-/]hist",
+               single(parse_extfrag_hist, "extfrag_events")),
     # saved by tests/data/capture.py as firmware-memmap/N/{start,end,type}
     KernelFile("/sys/firmware/memmap/*/*", r"(?:firmware-)?memmap/(?P<entry>\d+)/(?P<field>start|end|type)",
                Reader(("firmware_memmap",), _firmware_memmap), live=False),

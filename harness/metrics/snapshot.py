@@ -12,7 +12,7 @@ zoneinfo, zoneinfo.node_stats, zoneinfo.pagesets, zoneinfo.regions, buddyinfo,
 pagetypeinfo.free, pagetypeinfo.blocks, pagetypeinfo.mixed, vmstat, node_meminfo,
 node_numastat, node_vmstat (all nodes concatenated, indexed by node), dmesg.e820,
 dmesg.<field of NumaLayout>, firmware_memmap, mem_regions.regions,
-mem_regions.free_blocks, mem_regions.config (1 row). The "time" and "uptime" files saved
+mem_regions.free_blocks, mem_regions.config (1 row), extfrag_events (1 row). The "time" and "uptime" files saved
 next to a snapshot are clock data, not parsed here.
 """
 
@@ -94,6 +94,8 @@ def capture_name(guest_path: str) -> str:
     parts = guest_path.strip("/").split("/")
     if parts[:4] == ["sys", "devices", "system", "node"]:
         return f"{parts[4]}-{parts[5]}"          # node0-meminfo
+    if parts[:4] == ["sys", "kernel", "tracing", "events"]:
+        return f"{parts[-2]}-{parts[-1]}"        # mm_page_alloc_extfrag-hist
     if parts[:3] == ["sys", "kernel", "debug"]:
         return "/".join(parts[3:])               # mem_regions/regions
     return parts[-1]                             # zoneinfo, vmstat, uptime

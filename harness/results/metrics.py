@@ -141,6 +141,27 @@ def _thp_success(g: GuestData) -> float:
     return alloc / total if total > 0 else math.nan
 
 
+#: x86-64's pageblock order (HPAGE_PMD_ORDER), /proc/pagetypeinfo's "Page block order"
+PAGEBLOCK_ORDER = 9
+
+
+def _extfrag_events(fragmenting: bool) -> Callable[[GuestData], float]:
+    """Fallback allocations during the workload (the kmem/mm_page_alloc_extfrag histogram, after - before)
+    whose fallback order is below the pageblock order (fragmenting: a pageblock ends up mixed)
+    or at or above it."""
+    def extract(g: GuestData) -> float:
+        h = g.frame("extfrag_events")
+        if h is None:
+            return math.nan
+        columns = [c for c in h.columns if c.startswith("order")
+                   and (int(c.removeprefix("order")) < PAGEBLOCK_ORDER) == fragmenting]
+        by = h.set_index("snapshot")[columns].sum(axis=1)
+        if "before" not in by.index or "after" not in by.index:
+            return math.nan
+        return float(by["after"] - by["before"])
+    return extract
+
+
 def _delta(g: GuestData, name: str) -> float:
     v = g.frame("vmstat")
     return _snapshot_value(v, "after", name) - _snapshot_value(v, "before", name)
@@ -200,6 +221,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("thp_fault_success", "share", "higher", 0.05, 0.02,
            "THP faults served with a huge page: thp_fault_alloc / (alloc + fallback) during the workload",
            _thp_success, undefined_when="no THP fault during the workload"),
+    Metric("extfrag_fragmenting", "events", "lower", 0.25, 10,
+           "fallback allocations below the pageblock order during the workload, which leave a pageblock "
+           "of mixed migratetypes (kmem/mm_page_alloc_extfrag histogram)", _extfrag_events(True)),
+    Metric("extfrag_pageblock", "events", "lower", 0.25, 10,
+           "fallback allocations of a pageblock or more during the workload, which take the whole "
+           "block (kmem/mm_page_alloc_extfrag histogram)", _extfrag_events(False)),
     vmstat_delta("pgfault", "events", "lower", 0.10, 1000, "page faults during the workload"),
     vmstat_delta("compact_stall", "events", "lower", 0.25, 10, "direct compaction stalls during the workload"),
     vmstat_delta("pgmigrate_success", "pages", "lower", 0.25, 1000, "pages migrated during the workload"),

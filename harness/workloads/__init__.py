@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from harness.errors import UserError
+from harness.guest.disk import MOUNTPOINT, scratch_size
 from harness.guest.image import guest_programs
 from harness.topology import Node, Topology
 from harness.units import MiB
@@ -36,6 +37,10 @@ class Workload(ABC):
     def jobs(self, topo: Topology, seconds: int) -> list[str]:
         """Shell commands that run in parallel for ``seconds`` on ``topo``."""
 
+    def setup(self, topo: Topology) -> str:
+        """A shell command run once before the jobs start (it exits non-zero to stop the workload); none by default."""
+        return ""
+
     def command(self, topo: Topology, seconds: int | None = None) -> str:
         """One guest shell command that runs every job in the background and waits for all."""
         secs = int(seconds if seconds is not None else self.seconds)
@@ -49,7 +54,9 @@ class Workload(ABC):
         if not jobs:
             raise UserError(f"workload {self.name}: nothing to run on topology {topo.name}")
         body = " ".join(f"{j} & pids=\"$pids $!\";" for j in jobs)
-        return f"pids=''; {body} rc=0; for p in $pids; do wait $p || rc=1; done; exit $rc"
+        setup = self.setup(topo)
+        first = f"{{ {setup}; }} || exit 1; " if setup else ""
+        return f"{first}pids=''; {body} rc=0; for p in $pids; do wait $p || rc=1; done; exit $rc"
 
 
 def node_binding(node_id: int, has_cpus: bool) -> str:
@@ -173,6 +180,51 @@ class MemoryHotplug(Workload):
 
 
 @dataclass(frozen=True)
+class ThpChallenge(Workload):
+    """mmtests' thpchallenge shape: page-cache writers over more than memory plus THP faults over most of it.
+
+    Per node with memory, bound to it: a writer of random blocks into files of
+    ``write_factor`` times the node's memory on the guest's scratch disk (so the page
+    cache fills the node and reclaim frees it in no order), and a faulter that maps
+    ``fault_fraction`` of the node with MADV_HUGEPAGE and faults it 2 MiB at a time, over
+    and over: each fault needs a free pageblock-sized block, which the page cache has
+    scattered, so the kernel compacts or falls back (vmstat thp_fault_alloc/fallback,
+    compact_stall). The files stay when it ends; the next run removes them first. Uses
+    the thpchallenge C helper.
+    """
+
+    needs: ClassVar[frozenset[str]] = frozenset({"thpchallenge", "numactl"})
+    per_node: ClassVar[bool] = True
+    write_factor: float = 1.5
+    fault_fraction: float = 0.6
+    mountpoint: str = MOUNTPOINT
+
+    def setup(self, topo: Topology) -> str:
+        mnt, space = self.mountpoint, int(topo.memory_bytes * self.write_factor) // MiB
+        attached = scratch_size(topo.memory_bytes) // MiB
+        return (f"grep -q ' {mnt} ' /proc/mounts || {{ echo '{self.name}: no scratch disk at {mnt}: "
+                "the harness attaches one to every guest (harness/guest/disk.py) and the kernel needs "
+                "BLOCK, VIRTIO_BLK and EXT2_FS (qemu-configs/kernel/base.config)' >&2; exit 1; }; "
+                f"rm -rf {mnt}/node*; free=$(df -m {mnt} | awk 'NR==2 {{print $4}}'); "
+                f"[ \"$free\" -ge {space} ] || {{ echo \"{self.name}: {mnt} has $free MiB free, "
+                f"the writers need {space} (a disk of {attached} MiB is attached)\" >&2; exit 1; }}")
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        jobs = []
+        for n in topo.nodes:
+            if not n.memory_bytes:
+                continue
+            bind = f"numactl {node_binding(n.id, bool(n.cpus))}"
+            write = int(n.memory_bytes * self.write_factor) // MiB
+            fault = int(n.memory_bytes * self.fault_fraction) // MiB
+            where = f"{self.mountpoint}/node{n.id}"
+            writer = f"mkdir -p {where} && {bind} thpchallenge write {where} {write} {seconds}"
+            jobs.append("sh -c " + shlex.quote(writer))
+            jobs.append(f"{bind} thpchallenge fault {fault} {seconds}")
+        return jobs
+
+
+@dataclass(frozen=True)
 class Together(Workload):
     """Several workloads at once (a neighbour next to the main load)."""
 
@@ -189,6 +241,9 @@ class Together(Workload):
     def jobs(self, topo: Topology, seconds: int) -> list[str]:
         return [j for p in self.parts for j in p.jobs(topo, seconds)]
 
+    def setup(self, topo: Topology) -> str:
+        return "; ".join(s for s in (p.setup(topo) for p in self.parts) if s)
+
 
 _STRESS = StressNg("stress", "stress-ng vm stressor on every node, 25% of its memory", 20)
 
@@ -202,6 +257,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     # together they stay under about half of memory: dropbear and the snapshots need room
     Together("churn-pagecache", "churn plus the file neighbour: the consolidation experiment's default", 30,
              parts=(Churn("churn", "", 30, fraction=0.4), FileTree("pagecache", "", 30, fraction=0.1))),
+    ThpChallenge("thp-challenge", "page-cache writers over 1.5x memory on the scratch disk plus THP faults over "
+                 "60% of it, per node (mmtests' thpchallenge shape)", 30),
     Together("hotplug", "memory blocks offlined and onlined in turn while the stress workload allocates", 30,
              parts=(_STRESS, MemoryHotplug("offline-online", "", 30))),
 )}

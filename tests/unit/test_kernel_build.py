@@ -5,7 +5,7 @@ from pathlib import Path
 from harness.kernel.build import PatchStep, cache_key, error_excerpt, format_steps, pre_key
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kernel"
-CONFIG = (DATA / "vanilla-6.12.117.config").read_text()
+CONFIG = (DATA / "vanilla-6.12.118.config").read_text()
 P1 = (DATA / "patches" / "0001-mm-build-mm_regions.o.patch").read_bytes()
 P2 = (DATA / "patches" / "0002-mm-no-KASAN-for-mm_regions.o.patch").read_bytes()
 SRC = "debian:linux-source-6.12=6.12.117-1~deb12u1:6.12.117"

@@ -9,7 +9,7 @@ from harness.kernel.config import list_flavors, load_flavor, parse_fragment, req
 from harness.metrics.kconfig import ConfigOption, parse_config_text
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kernel"
-REAL_CONFIG = (DATA / "vanilla-6.12.117.config").read_text()
+REAL_CONFIG = (DATA / "vanilla-6.12.118.config").read_text()
 
 
 def test_parse_values():

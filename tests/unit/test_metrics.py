@@ -17,6 +17,7 @@ HOST = DATA / "host-6.18"
 REG = DATA / "captures" / "6.12-regions-two-node"
 EXTFRAG = DATA / "captures" / "6.12-vanilla-interleaved-small" / "extfrag"
 BANK = DATA / "captures" / "6.12-bank-two-node"
+THP = DATA / "captures" / "6.12-thpchallenge-two-node"
 MEMREG = REG / "mem_regions"
 
 
@@ -490,7 +491,7 @@ def test_snapshot_command_reads_the_live_entries_in_registry_order():
         "/sys/devices/system/node/node*/vmstat", "/sys/kernel/debug/mem_regions/regions",
         "/sys/kernel/debug/mem_regions/free_blocks", "/sys/kernel/debug/mem_regions/config",
         "/sys/kernel/debug/mem_regions/zones", "/sys/kernel/debug/extfrag/unusable_index",
-        "/sys/kernel/debug/extfrag/extfrag_index")
+        "/sys/kernel/debug/extfrag/extfrag_index", "/sys/kernel/tracing/events/kmem/mm_page_alloc_extfrag/hist")
     cmd = M.snapshot_command()
     others = [p for p in M.live_paths() if p not in M.snapshot.TOGETHER]
     assert " ".join(others) in cmd
@@ -501,7 +502,8 @@ def test_snapshot_command_reads_the_live_entries_in_registry_order():
 
 
 def test_entries_produce_exactly_their_declared_frames():
-    out = {**M.load_capture(HOST), **M.load_capture(REG), **M.load_capture(EXTFRAG), **M.load_capture(BANK)}
+    out = {**M.load_capture(HOST), **M.load_capture(REG), **M.load_capture(EXTFRAG), **M.load_capture(BANK),
+           **M.load_capture(THP)}
     declared = [key for entry in REGISTRY for key in entry.frames]
     assert len(declared) == len(set(declared)), "two entries declare the same frame"
     assert set(out) == set(declared)

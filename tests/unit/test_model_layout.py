@@ -102,7 +102,7 @@ def test_bad_inputs_are_user_errors(q35_2g, interleaved_srat, defconfig_zones):
 
 
 def test_zones_from_kconfig(data_dir):
-    config = parse_config_text((data_dir / "kernel" / "vanilla-6.12.117.config").read_text(), strict=False)
+    config = parse_config_text((data_dir / "kernel" / "vanilla-6.12.118.config").read_text(), strict=False)
     # the project's tinyconfig-based build: no ZONE_DMA, no ZONE_DEVICE
     assert zones_from_kconfig({name: opt.value for name, opt in config.items()}) == ("DMA32", "Normal", "Movable")
     assert zones_from_kconfig({"ZONE_DMA32": "y", "ZONE_DMA": "n"}) == ("DMA32", "Normal", "Movable")

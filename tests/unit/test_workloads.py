@@ -68,7 +68,8 @@ def test_hotplug_cycles_blocks_while_stress_allocates(tmp_path):
         (tmp_path / f"memory{n}" / "state").write_text(state + "\n")
     untouched = {n: (tmp_path / f"memory{n}" / "state").stat().st_mtime_ns for n in (0, 4)}
     loop = workloads.MemoryHotplug("hotplug", "", 2, pause=0.1, sysfs=str(tmp_path))
-    (job,) = loop.jobs(topology.load("two-node"), 1)
+    # 2 s: the loop ends at a whole second of `date +%s`, which 1 s can leave a moment away
+    (job,) = loop.jobs(topology.load("two-node"), 2)
     res = subprocess.run(["sh", "-c", job], capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stderr
     cycles, refused = map(int, re.fullmatch(r"hotplug: (\d+) offline-online cycles, (\d+) refused or given up\n",
@@ -91,4 +92,48 @@ def test_a_workload_needing_a_missing_program_names_it():
         def needs(self):
             return frozenset({"fio"})
     with pytest.raises(UserError, match="the guest image has no fio"):
-        Fio("thp-challenge", "fio writers", 10).command(topology.load("two-node"), 5)
+        Fio("fio-writers", "fio writers", 10).command(topology.load("two-node"), 5)
+
+
+def test_thp_challenge_writes_and_faults_on_every_node_with_memory():
+    topo = topology.load("memoryless")   # node1 has no memory, node2 no CPUs
+    wl = workloads.get("thp-challenge")
+    cmd = wl.command(topo, 7)
+    writers = re.findall(r"numactl --membind=(\d+)((?: --cpunodebind=\d+)?) thpchallenge write "
+                         r"/mnt/scratch/node(\d+) (\d+) 7", cmd)
+    faulters = re.findall(r"numactl --membind=(\d+)((?: --cpunodebind=\d+)?) thpchallenge fault (\d+) 7", cmd)
+    assert [(n, c) for n, c, _, _ in writers] == [("0", " --cpunodebind=0"), ("2", "")]
+    assert [(n, c) for n, c, _ in faulters] == [("0", " --cpunodebind=0"), ("2", "")]
+    for node, _, where, mib in writers:
+        # over more than the node's memory, in a directory of its own
+        assert where == node and int(mib) << 20 > topo.nodes[int(node)].memory_bytes
+    for node, _, mib in faulters:
+        assert 0.5 < (int(mib) << 20) / topo.nodes[int(node)].memory_bytes < 1
+    # the setup runs first and stops the workload when it fails
+    assert cmd.index("/proc/mounts") < cmd.index("pids=''")
+
+
+def test_thp_challenge_without_its_scratch_disk_says_what_is_missing(tmp_path):
+    wl = workloads.ThpChallenge("thp-challenge", "", 5, mountpoint=str(tmp_path / "scratch"))
+    res = subprocess.run(["sh", "-c", wl.command(topology.load("one-node"), 1)], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert f"no scratch disk at {tmp_path / 'scratch'}" in res.stderr and "EXT2_FS" in res.stderr
+    assert "thpchallenge" not in res.stderr   # no job started
+
+
+def test_thpchallenge_helper_writes_its_files_and_faults(tmp_path):
+    from harness.guest.image import _compile_helper
+    exe = tmp_path / "thpchallenge"
+    exe.write_bytes(_compile_helper(tmp_path, "thpchallenge.c"))
+    exe.chmod(0o755)
+    out = subprocess.run([str(exe), "write", str(tmp_path), "16", "0.2"], capture_output=True, text=True,
+                         check=True).stdout
+    written = int(re.fullmatch(r"thpchallenge write mib=16 seconds=0 written_mib=(\d+)\n", out)[1])
+    files = sorted(tmp_path.glob("thpchallenge-*"))
+    assert len(files) == 8 and all(f.stat().st_size == 2 << 20 for f in files) and written > 0
+    out = subprocess.run([str(exe), "fault", "8", "0.2"], capture_output=True, text=True, check=True).stdout
+    rounds, faults = map(int, re.fullmatch(r"thpchallenge fault mib=8 seconds=0 rounds=(\d+) faults=(\d+) "
+                                           r"huge_pages=\d+\n", out).groups())
+    assert rounds >= 1 and faults >= 4 * rounds - 4   # one touch per 2 MiB, the last round may be cut
+    bad = subprocess.run([str(exe), "fault", "1", "1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "less than one huge page" in bad.stderr

@@ -18,6 +18,20 @@ mount -t tmpfs tmpfs /dev/shm
 # a kernel without debugfs/tracefs still boots; the harness reports what is missing
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || echo "rh-init: no debugfs"
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || echo "rh-init: no tracefs"
+# count fallback allocations (kmem/mm_page_alloc_extfrag) by fallback order from boot on:
+# a histogram trigger counts without tracing into a ring buffer, and every snapshot
+# reads its hist file (harness/metrics/tracehist.py holds the same trigger)
+extfrag=/sys/kernel/tracing/events/kmem/mm_page_alloc_extfrag
+if [ -e $extfrag/hist ]; then
+    echo 'hist:keys=fallback_order' > $extfrag/trigger || echo "rh-init: no extfrag histogram"
+fi
+
+# the scratch disk the harness attaches to every guest (harness/guest/disk.py): room for
+# page cache larger than memory, which tmpfs cannot give
+if [ -b /dev/vda ]; then
+    mkdir -p /mnt/scratch
+    mount -t ext2 /dev/vda /mnt/scratch || echo "rh-init: the scratch disk /dev/vda did not mount"
+fi
 
 hostname rh-guest
 
