@@ -482,8 +482,9 @@ def raise_for_outcomes(outcomes: list[GuestOutcome], run_dir: Path) -> None:
 
 #: the figures a user wants first, per topology and variant (medians over repetitions)
 HEADLINE = (("free_regions_before", "free regions before"), ("free_regions_after", "after"),
+            ("free_regions_pct_optimum_after", "% of optimum"),
             ("unusable_thp_after", "unusable@order9 after"), ("thp_fault_success", "THP success"),
-            ("compact_stall_delta", "compaction stalls"))
+            ("extfrag_fragmenting", "fragmenting fallbacks"), ("compact_stall_delta", "compaction stalls"))
 
 
 def headline(outcomes: list[GuestOutcome], run_dir: Path) -> str:

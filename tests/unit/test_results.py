@@ -312,3 +312,34 @@ def test_check_names_an_underflowed_region_goes_on_past_a_bad_guest_and_writes_n
     assert cli.main(["check", str(under)]) == 4
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before, "check wrote into the stored run"
+
+
+def test_the_main_job_headline_compares_the_variants_of_each_topology(tmp_path):
+    from harness.metrics import parse_mem_regions
+    from harness.run import GuestOutcome, GuestStatus, headline
+    from harness.variant import Variant
+    run = tmp_path / "run"
+    capture = CAPTURES / "6.12-thpchallenge-two-node"
+    g = make_guest(run, "regions-two-node", capture.name, boot=6.0)
+    for label in ("before", "after"):   # the fragmentation files make_guest leaves out
+        shutil.copytree(capture / "extfrag", g / "snapshots" / label / "extfrag")
+        shutil.copy(capture / "mm_page_alloc_extfrag-hist", g / "snapshots" / label)
+    store.write_metrics(g)
+    make_guest(run, "vanilla-two-node", "6.12-vanilla-two-node", boot=6.0)
+    outcomes = [GuestOutcome(Variant.parse("regions"), "two-node", "regions-two-node"),
+                GuestOutcome(Variant.parse("vanilla"), "two-node", "vanilla-two-node"),
+                GuestOutcome(Variant.parse("vanilla"), "two-node", "lost", status=GuestStatus.ERROR)]
+    lines = headline(outcomes, run).splitlines()
+    assert lines[0] == "two-node:"
+    header = lines[1].split()
+    assert header[:5] == ["variant", "n", "free", "regions", "before"] and "optimum" in header
+    rows = {ln.split()[0]: ln.split()[1:] for ln in lines[2:] if ln.split()[0] in ("regions", "vanilla")}
+    regions = parse_mem_regions((capture / "mem_regions" / "regions").read_text())
+    free = int(((regions["free"] == regions["present"]) & (regions["present"] > 0)).sum())
+    # n, free before, after, % of optimum, unusable@9, THP success, fragmenting fallbacks, stalls
+    n, before, after, pct, unusable, thp, fragmenting, stalls = rows["regions"]
+    assert (n, int(before), int(after), stalls, fragmenting) == ("1", free, free, "0", "0")
+    assert 0 < float(pct) <= 100 and 0 <= float(unusable) <= 1
+    assert thp == "-"            # no THP fault between two equal snapshots: undefined, not 0
+    # vanilla has no regions and no histogram: shown as missing, never as zero; the failed guest is left out
+    assert rows["vanilla"][:4] == ["1", "-", "-", "-"] and rows["vanilla"][6] == "-"

@@ -137,3 +137,20 @@ def test_thpchallenge_helper_writes_its_files_and_faults(tmp_path):
     assert rounds >= 1 and faults >= 4 * rounds - 4   # one touch per 2 MiB, the last round may be cut
     bad = subprocess.run([str(exe), "fault", "1", "1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "less than one huge page" in bad.stderr
+
+
+def _kinds(wl: workloads.Workload) -> set[type]:
+    """The Workload classes a workload runs: its own, or its parts' when it joins others."""
+    if isinstance(wl, workloads.Together):
+        return set().union(*(_kinds(p) for p in wl.parts))
+    return {type(wl)}
+
+
+def test_the_nightly_debug_run_covers_every_kind_of_workload():
+    from pathlib import Path
+    script = (Path(__file__).resolve().parents[2] / "ci" / "nightly.sh").read_text()
+    listed = re.search(r"RH_STRESS_WORKLOADS=\$\{RH_STRESS_WORKLOADS:-([\w,-]+)\}", script)[1].split(",")
+    ran = set().union(*(_kinds(workloads.get(n)) for n in listed))
+    every = set().union(*(_kinds(w) for w in workloads.WORKLOADS.values()))
+    missing = sorted(k.__name__ for k in every - ran)
+    assert not missing, f"ci/nightly.sh's RH_STRESS_WORKLOADS runs no workload of kind {missing}"
