@@ -18,6 +18,7 @@ from .pagetypeinfo import PageTypeInfo, parse_pagetypeinfo
 from .region_alloc_test import parse_alloc_pfns, parse_control_result
 from .registry import REGISTRY, KernelFile, live_paths
 from .snapshot import MARK, Snapshot, capture_name, load_capture, parse_snapshot, snapshot_command, split_snapshot
+from .trace import parse_trace
 from .vmstat import parse_vmstat
 from .zoneinfo import ZoneInfo, parse_zoneinfo
 
@@ -28,6 +29,6 @@ __all__ = [
     "parse_alloc_pfns", "parse_buddyinfo", "parse_cmdline", "parse_config_text", "parse_control_result",
     "parse_e820", "parse_firmware_memmap", "parse_mem_free_blocks", "parse_mem_regions",
     "parse_mem_regions_config", "parse_mem_zones", "parse_model_inputs", "parse_node_meminfo", "parse_node_numastat",
-    "parse_node_vmstat", "parse_numa_layout", "parse_pagetypeinfo", "parse_snapshot", "parse_vmstat",
+    "parse_node_vmstat", "parse_numa_layout", "parse_pagetypeinfo", "parse_snapshot", "parse_trace", "parse_vmstat",
     "parse_zoneinfo", "read_firmware_memmap", "snapshot_command", "split_snapshot", "strip_dmesg_prefix",
 ]

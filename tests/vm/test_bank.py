@@ -20,6 +20,7 @@ from harness.metrics import (
 from harness.metrics.region_alloc_test import CONTROL
 from harness.model.allocator import predict_sorted_allocs
 from harness.model.bank import MAX_ORDER, MAX_ORDER_PAGES, bank_state, lowest_banked
+from harness.vm.tracing import record
 
 from variants import BASELINE, DEBUG, REGIONS
 
@@ -117,6 +118,61 @@ def test_withdrawals_take_the_lowest_banked_region_first(bank_vm):
     assert after["region_bank_withdraw"] - before["region_bank_withdraw"] >= 2
     now = bank_state(*_snapshot(bank_vm))
     assert not now.loc[[(node, zone, r) for r in lowest], "banked"].any()
+
+
+BANK_EVENTS = [f"kmem/mm_region_bank_{a}" for a in ("deposit", "withdraw", "return")]
+
+
+def _counted_between_marks(vm, rec, tag):
+    """The bank's vm events, read between two markers in the recording (TAG0, TAG1)."""
+    out = vm.run(f"{rec.mark(tag + '0')}; grep ^region_bank_ /proc/vmstat; {rec.mark(tag + '1')}", check=True).stdout
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+
+
+def _between(ev, first, last):
+    """The events strictly between the marker events ``first`` and ``last``."""
+    texts = ev["text"].tolist() if "text" in ev else []
+    return ev.iloc[texts.index(first) + 1:texts.index(last)]
+
+
+def test_bank_tracepoints_name_every_region_the_counters_count(bank_vm):
+    """Withdrawals, then the free (which may bank regions again, or leave the one wholly free
+    region as the zone's cache): one event per counted move (0011), each naming a whole
+    region, the withdrawals lowest first, banked_pages a running total."""
+    with record(bank_vm, BANK_EVENTS, name="rh-bank") as rec:
+        # the snapshot after the recording's own ring buffer is allocated: 8 MiB per CPU of
+        # unmovable pages, which can withdraw banked regions themselves
+        regions, free_blocks = _snapshot(bank_vm)
+        state = bank_state(regions, free_blocks)
+        node, zone = _zone_with_bank(state, min_banked=2)
+        lowest = lowest_banked(state, node, zone)[:2]
+        count = _listed(free_blocks, node, zone, ["Movable"]) + int(state.loc[(node, zone, lowest[0]), "free"]) \
+            // MAX_ORDER_PAGES + 1
+        before = _counted_between_marks(bank_vm, rec, "before")
+        _alloc(bank_vm, node, count, "movable")
+        bank_vm.run(f"echo free > {CONTROL}", check=True)
+        after = _counted_between_marks(bank_vm, rec, "after")
+    # the guest's own allocations move regions too: a move between a marker pair may or may
+    # not be in the counters read there, one between the pairs is in them for sure
+    surely, maybe = _between(rec.events, "before1", "after0"), _between(rec.events, "before0", "after1")
+    for action in ("deposit", "withdraw", "return"):
+        counted = after[f"region_bank_{action}"] - before[f"region_bank_{action}"]
+        name = f"mm_region_bank_{action}"
+        assert (surely["event"] == name).sum() <= counted <= (maybe["event"] == name).sum(), action
+    ev = surely.astype({"node": int, "region": int, "start_pfn": int, "pages": int, "banked_pages": int})
+    mine = ev[(ev["node"] == node) & (ev["zone"] == zone)]
+    withdrawn = mine[mine["event"] == "mm_region_bank_withdraw"]["region"].tolist()
+    assert withdrawn[:2] == lowest, \
+        f"withdrawn {withdrawn} in node {node} {zone}, the lowest banked were {lowest}:\n{rec.events.to_string()}"
+    # every event moves a whole region: its start and every present page
+    where = regions.loc[list(zip(ev["node"], ev["zone"], ev["region"], strict=True))]
+    assert ev["start_pfn"].tolist() == where["start_pfn"].tolist()
+    assert ev["pages"].tolist() == where["present"].tolist()
+    # banked_pages is the zone's running total after each event
+    for _, z in ev.groupby(["node", "zone"]):
+        sign = z["event"].map({"mm_region_bank_deposit": 1}).fillna(-1)
+        steps = z["banked_pages"].diff().iloc[1:]
+        assert steps.tolist() == (sign * z["pages"]).iloc[1:].tolist()
 
 
 def test_unmovable_claim_returns_a_banked_region_whole(bank_vm):

@@ -26,31 +26,30 @@ import re
 
 import pytest
 
+from harness.vm.tracing import record
+
 from scenarios import FILE, MNT, file_in_a_fresh_region, in_use, regions, vmstat
 from variants import FILL, NO_FILL
 
 pytestmark = pytest.mark.spot
 
-EVENT = "/sys/kernel/debug/tracing/events/compaction/mm_compaction_isolate_freepages"
-TRACE = "/sys/kernel/debug/tracing/trace"
+EVENT = "compaction/mm_compaction_isolate_freepages"
 COMPACTION = ("compact_isolated", "pgmigrate_success")
 #: one-page files written, half of them removed: half a region's worth of sparse sources
 HOLES = 2000
-#: "range=(0x1f000 ~ 0x1f200) nr_scanned=512 nr_taken=3"
-TAKEN = re.compile(r"mm_compaction_isolate_freepages: range=\((0x[0-9a-f]+) ~ 0x[0-9a-f]+\) "
-                   r"nr_scanned=\d+ nr_taken=(\d+)")
 
 
 def _compact_traced(vm):
-    """Run full compaction with the free scanner's tracepoint on; [(pfn, pages taken)]."""
-    vm.run(f"echo 0 > {EVENT}/enable; echo > {TRACE}; echo 'nr_taken > 0' > {EVENT}/filter; "
-           f"echo 1 > {EVENT}/enable", check=True)
-    try:
+    """Run full compaction with the free scanner's tracepoint on; [(pfn, pages taken)].
+
+    Each event's range is "(0x1f000 ~ 0x1f200)": the pageblock where the scanner took nr_taken pages.
+    """
+    with record(vm, [EVENT], name="rh-compaction", filters={EVENT: "nr_taken > 0"}) as rec:
         vm.run("echo 1 > /proc/sys/vm/compact_memory", check=True, timeout=600)
-    finally:
-        vm.run(f"echo 0 > {EVENT}/enable", check=True)
-    trace = vm.run(f"cat {TRACE}", check=True).stdout
-    return [(int(pfn, 16), int(n)) for pfn, n in TAKEN.findall(trace)]
+    if rec.events.empty:
+        return []
+    starts = rec.events["range"].map(lambda r: int(r.strip("()").split()[0], 16))
+    return list(zip(starts, rec.events["nr_taken"].astype(int), strict=True))
 
 
 def _pages_by_region(taken, frame):
