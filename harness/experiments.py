@@ -19,9 +19,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from harness import run as main_job
-from harness.fs import read_json, write_csv
+from harness.fs import write_csv
 from harness.results import compare
-from harness.results.metrics import extract_metrics
 from harness.table import render_table
 
 FIGURES = ("free_regions_before", "free_regions_after", "optimum_free_regions_after",
@@ -104,20 +103,15 @@ def analyze(run_dir: Path, variants: tuple[str, ...]
     """The experiment's figures from a finished run directory: (samples, summary, verdicts against
     the first variant); writes consolidation.csv and consolidation-verdicts/. Guests whose
     infrastructure failed give no sample."""
-    meta = read_json(run_dir / "metadata.json")
-    rows = []
-    for g in meta.get("guests", []):
-        if g.get("status") == main_job.GuestStatus.ERROR or g.get("flavor") not in variants:
-            continue
-        got = extract_metrics(run_dir / g["dir"], meta, FIGURES + PRICE)
-        rows.append({"variant": g["flavor"], "repetition": g.get("repetition"), "guest": g["dir"], **got})
-    samples = pd.DataFrame(rows, columns=["variant", "repetition", "guest", *FIGURES, *PRICE])
+    _, loaded = compare.load_run(run_dir, FIGURES + PRICE)   # VERDICTS is a subset: one read of the run
+    kept = [s for s in loaded if s.status != main_job.GuestStatus.ERROR and s.variant in variants]
+    samples = pd.DataFrame([{"variant": s.variant, "repetition": s.repetition, "guest": s.guest, **s.values}
+                            for s in kept], columns=["variant", "repetition", "guest", *FIGURES, *PRICE])
     write_csv(run_dir / "consolidation.csv", samples)
     table = summarize(samples, variants)
     verdicts = None
     if len(variants) > 1:
-        verdicts = pd.concat([compare.compare_variants(run_dir, variants[0], v, VERDICTS) for v in variants[1:]],
-                             ignore_index=True)
+        verdicts = compare.judge_variants(kept, variants[0], variants[1:], VERDICTS, where=str(run_dir))
         compare.write_report(verdicts, run_dir / "consolidation-verdicts")
     return samples, table, verdicts
 

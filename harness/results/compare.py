@@ -37,10 +37,12 @@ class Sample:
     topology: str
     repetition: int
     values: dict[str, float]
+    guest: str = ""        # the guest directory's name
+    status: str = "ok"     # the guest's status in metadata.json
 
 
-def _guest_entries(run_dir: Path, meta: dict[str, Any]) -> list[tuple[Path, str, str, int]]:
-    """(guest dir, variant, topology, repetition) of every guest of a run's metadata."""
+def _guest_entries(run_dir: Path, meta: dict[str, Any]) -> list[tuple[Path, str, str, int, str]]:
+    """(guest dir, variant, topology, repetition, status) of every guest of a run's metadata."""
     out = []
     for i, g in enumerate(meta.get("guests", [])):
         try:
@@ -48,7 +50,7 @@ def _guest_entries(run_dir: Path, meta: dict[str, Any]) -> list[tuple[Path, str,
         except (KeyError, TypeError):
             raise UserError(f"{run_dir / 'metadata.json'}: guests[{i}] lacks flavor or topology") from None
         name = store.entry_dir_name(g)
-        out.append((run_dir / name, variant, topo, int(g.get("repetition", 1))))
+        out.append((run_dir / name, variant, topo, int(g.get("repetition", 1)), str(g.get("status", "ok"))))
     return out
 
 
@@ -67,10 +69,10 @@ def load_run(run_dir: Path, metrics: tuple[str, ...] = DEFAULT_METRICS,
         raise UserError(f"{meta_path}: base run has status {status!r}, not 'ok'; compare with a good run "
                         "or pass --allow-failed-base")
     samples = []
-    for guest_dir, variant, topo, rep in _guest_entries(run_dir, meta):
+    for guest_dir, variant, topo, rep, status in _guest_entries(run_dir, meta):
         values = (extract_metrics(guest_dir, meta, metrics) if guest_dir.is_dir()
                   else dict.fromkeys(metrics, math.nan))
-        samples.append(Sample(variant, topo, rep, values))
+        samples.append(Sample(variant, topo, rep, values, guest_dir.name, status))
     if not samples:
         raise UserError(f"{meta_path}: the run has no guests")
     return meta, samples
@@ -145,17 +147,28 @@ def compare_runs(base_dir: Path, new_dir: Path, metrics: tuple[str, ...] = (), a
     return pd.concat(reports, ignore_index=True)
 
 
+def judge_variants(samples: list[Sample], base_variant: str, new_variants: tuple[str, ...],
+                   metrics: tuple[str, ...] = (), alpha: float = stats.ALPHA, where: str = "the run") -> pd.DataFrame:
+    """Each of new_variants against base_variant over the samples of one run, topology by topology."""
+    names = _check_metrics(metrics)
+    have = sorted({s.variant for s in samples})
+    for v, opt in ((base_variant, "--base-variant"), *((n, "--new-variant") for n in new_variants)):
+        if v not in have:
+            raise UserError(f"{opt} {v!r}: not in {where}; its variants: {', '.join(have)}")
+    b = _by_topology(samples, base_variant)
+    reports = []
+    for new in new_variants:
+        n = _by_topology(samples, new)
+        reports.append(judge_groups(b, n, dict.fromkeys(b, base_variant), dict.fromkeys(n, new), names, alpha))
+    return pd.concat(reports, ignore_index=True)
+
+
 def compare_variants(run_dir: Path, base_variant: str, new_variant: str, metrics: tuple[str, ...] = (),
                      alpha: float = stats.ALPHA) -> pd.DataFrame:
     """Two variants of one run (e.g. regions+mem_region_sort=0 vs regions), topology by topology."""
     names = _check_metrics(metrics)
     _, samples = load_run(run_dir, names)
-    have = sorted({s.variant for s in samples})
-    for v, opt in ((base_variant, "--base-variant"), (new_variant, "--new-variant")):
-        if v not in have:
-            raise UserError(f"{opt} {v!r}: not in {run_dir}; its variants: {', '.join(have)}")
-    b, n = _by_topology(samples, base_variant), _by_topology(samples, new_variant)
-    return judge_groups(b, n, dict.fromkeys(b, base_variant), dict.fromkeys(n, new_variant), names, alpha)
+    return judge_variants(samples, base_variant, (new_variant,), names, alpha, where=str(run_dir))
 
 
 def failures(report: pd.DataFrame) -> pd.DataFrame:

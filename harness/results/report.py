@@ -134,8 +134,7 @@ def write_report(run_dir: Path, out: Path | None = None, against: Path | None = 
         verdicts = compare.compare_runs(Path(against), run_dir, allow_failed_base=True)
         verdict_title = f"{run_dir.name} against {Path(against).name}"
     elif len(variants) > 1:
-        verdicts = pd.concat([compare.compare_variants(run_dir, variants[0], v) for v in variants[1:]],
-                             ignore_index=True)
+        verdicts = compare.judge_variants(samples, variants[0], tuple(variants[1:]), where=str(run_dir))
         verdict_title = f"each variant against {variants[0]}"
     else:
         verdicts, verdict_title = None, ""

@@ -33,9 +33,23 @@ def test_guests_whose_infrastructure_failed_give_no_sample(tmp_path):
     run = make_run(tmp_path / "run", dict.fromkeys(variants, [0, 0]), capture="6.12-evacuate-two-node")
     meta = (run / "metadata.json").read_text().replace('"status": "ok", "workload', '"status": "error", "workload', 1)
     (run / "metadata.json").write_text(meta)
-    samples, table, _ = experiments.analyze(run, variants)
+    samples, table, verdicts = experiments.analyze(run, variants)
     assert len(samples) == 3
     assert table.set_index("variant")["n"].to_dict() == {variants[0]: 1, variants[1]: 2}
+    # and no verdict counts it either
+    assert set(verdicts["n_base"]) == {1} and set(verdicts["n_new"]) == {2}
+
+
+def test_the_analysis_reads_each_guest_once(tmp_path, monkeypatch):
+    from harness.results import compare
+    variants = ("regions+mem_region_sort=0", "regions", "regions+mem_region_evacuate=1")
+    run = make_run(tmp_path / "run", dict.fromkeys(variants, [0, 0]), capture="6.12-evacuate-two-node")
+    reads = []
+    real = compare.extract_metrics
+    monkeypatch.setattr(compare, "extract_metrics", lambda d, *a: reads.append(d.name) or real(d, *a))
+    _, _, verdicts = experiments.analyze(run, variants)
+    assert sorted(reads) == sorted(p.name for p in run.iterdir() if p.is_dir() and "-two-node" in p.name)
+    assert set(verdicts["new"]) == set(variants[1:])
 
 
 def test_a_policy_that_regresses_fails_the_experiment(tmp_path, capsys):

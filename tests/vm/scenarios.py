@@ -46,6 +46,20 @@ def region_events(vm) -> dict[str, int]:
     return {k: v for k, v in vmstat(vm).items() if k.startswith("region_")}
 
 
+OUTCOMES = ("skipped", "success", "fail", "busy", "abort")
+
+
+def settle(vm, seconds: float = 30) -> None:
+    """Wait until kcompactd has no evacuation under way (every queued region ended one way)
+    on two reads half a second apart: the allocation half notes no region while one runs."""
+    outcomes = " + ".join(f"$(v region_evac_{k})" for k in OUTCOMES)
+    vm.run("v() { grep \"^$1 \" /proc/vmstat | cut -d' ' -f2; }; quiet=0; "
+           f"for i in $(seq {int(seconds * 2)}); do "
+           f"if [ $(v region_evac_queued) -eq $(( {outcomes} )) ]; then quiet=$((quiet+1)); else quiet=0; fi; "
+           "[ $quiet -ge 2 ] && exit 0; sleep 0.5; done; echo 'kcompactd kept evacuating' >&2; exit 1",
+           check=True, timeout=seconds + 60)
+
+
 def in_use(z: pd.DataFrame) -> pd.Series:
     """Pages in use per region of one zone's frame."""
     return z["present"] - z["free"]
