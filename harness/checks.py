@@ -179,7 +179,9 @@ def check_regions(
     """Check the kernel's regions: geometry and present per region equal the model; sums match zoneinfo.
 
     Per zone, the regions' free pages must add up to zoneinfo's nr_free_pages and their
-    present pages to zoneinfo's present. Where zoneinfo prints the regions' free sum
+    present pages to zoneinfo's present; where the kernel prints each region's managed
+    pages (series 0008), those must add up to zoneinfo's managed exactly, and no region
+    may manage more than it has. Where zoneinfo prints the regions' free sum
     taken under the zone lock with nr_free_pages (its ``regions_free``, series 0002),
     that sum is the one compared: the two differ only by the per-cpu vmstat deltas, so
     free_tolerance (pages) is that bound. Otherwise the region rows are summed, and on a
@@ -195,14 +197,22 @@ def check_regions(
     expected = pd.DataFrame(
         {"region_free_sum": populated["nr_free_pages"], "region_present_sum": populated["present"]}
     )
-    sums = observed_regions_df.groupby(level=[0, 1])[["free", "present"]].sum()
+    summed = ["free", "present"]
+    managed = "managed" in observed_regions_df.columns   # series 0008: each region's managed pages
+    if managed:
+        summed.append("managed")
+        expected["region_managed_sum"] = populated["managed"]
+        bounds = bounds.rename(columns={"free_min": "managed_min", "free_max": "managed_max"})
+        free = pd.concat([free, compare(bounds, observed_regions_df, ["managed"], report_extra=False)],
+                         ignore_index=True)
+    sums = observed_regions_df.groupby(level=[0, 1])[summed].sum()
     if "regions_free" in zoneinfo_df.columns:
         sums["free"] = zoneinfo_df["regions_free"].reindex(sums.index).fillna(sums["free"])
-    observed = sums.rename(columns={"free": "region_free_sum", "present": "region_present_sum"})
+    observed = sums.rename(columns={k: f"region_{k}_sum" for k in summed})
     totals = compare(
         expected,
         observed,
-        ["region_free_sum", "region_present_sum"],
+        [f"region_{k}_sum" for k in summed],
         {"region_free_sum": free_tolerance},
     )
     return pd.concat([geometry, free, totals], ignore_index=True)
@@ -334,6 +344,10 @@ def _region_stats(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.Dat
             return pd.DataFrame([("regions", "region statistics", "reported (dmesg: memory regions)", None,
                                   MISSING)], columns=TABLE_COLUMNS, dtype=object)
         return None  # a kernel without the series
+    debugfs = frames.get("mem_regions.regions")
+    if debugfs is not None and "managed" in debugfs.columns and "managed" not in regions.columns:
+        # managed pages change only at boot, hotplug and ballooning: another read is as good
+        regions = regions.join(debugfs["managed"])
     zoneinfo = frames.get("zoneinfo")
     if zoneinfo is None:
         return None  # reported missing by the layout check

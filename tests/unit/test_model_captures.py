@@ -68,3 +68,27 @@ def test_bad_boot_parameter_names_the_source_and_parameter(data_dir):
     assert (sized.mem_limit, sized.mem_region_size) == (1 << 30, 16 << 20)
     with pytest.raises(ParseError, match="no BIOS-e820 lines"):
         parse_model_inputs("[    0.000000] Linux version 6.12\n", None, "dmesg")
+
+
+def test_regions_managed_pages_add_up_to_the_zone_s():
+    """Series 0008's managed column: per zone its sum is zoneinfo's managed, exactly, and a
+    region that manages one page too many or more than it has fails by name."""
+    from pathlib import Path
+
+    from harness.fs import read_tree
+    capture = Path(__file__).resolve().parents[1] / "data" / "captures" / "6.12-managed-interleaved"
+    files = read_tree(capture)
+    frames, table = _check(capture, files)
+    sums = table[table["field"] == "region_managed_sum"]
+    assert len(sums) == int((frames["zoneinfo"]["present"] > 0).sum()) and not failed(table)
+    per_region = table[(table["check"] == "regions") & (table["field"] == "managed")]
+    assert len(per_region) == len(frames["mem_regions.regions"])
+    lines = files["mem_regions/regions"].splitlines()
+    head = lines[0].split()
+    row = lines[2].split()                              # node 0 DMA32, region 1: the kernel image's
+    row[head.index("managed")] = str(int(row[head.index("present")]) + 1)
+    bad = dict(files, **{"mem_regions/regions": "\n".join([*lines[:2], " ".join(row), *lines[3:]]) + "\n"})
+    _, table = _check(capture, bad)
+    wrong = table[table["verdict"] != "ok"]
+    assert set(wrong["field"]) == {"managed", "region_managed_sum"}, render(table, only_failures=True)
+    assert set(wrong["key"]) == {"node0/DMA32", "node0/DMA32/region1"}, wrong.to_string()
