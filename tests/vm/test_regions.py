@@ -43,13 +43,16 @@ def _alloc(vm, node, extra="", order=ORDER, count=COUNT):
     buddy or, at the end of RAM, stay a lone order-9 block. The measured alloc then
     runs with drain=0. Between the snapshot and the allocation only shell builtins run:
     a `cat` there forks, and its exit frees pages that can merge into blocks the
-    snapshot never saw (CI once saw three such order-4 blocks). Returns
-    (free_blocks, regions, pfns).
+    snapshot never saw (CI once saw three such order-4 blocks). The regions file is read
+    before free_blocks: reading a file allocates its seq_file buffer (interleaved's regions
+    file is over 100 KiB), an unmovable allocation that can claim a movable pageblock, so
+    a read after the snapshot once took the block the model expected first (CI, 2026-12-03,
+    three tries alike). Returns (free_blocks, regions, pfns).
     """
     out = vm.run(f"echo 'alloc nid={node} order=0 count=1' > {CONTROL} && echo free > {CONTROL} && "
                  "slurp() { v=; while IFS= read -r l; do v=\"$v$l\n\"; done < \"$1\"; } && "
-                 "slurp /sys/kernel/debug/mem_regions/free_blocks && fb=$v && "
                  "slurp /sys/kernel/debug/mem_regions/regions && rg=$v && "
+                 "slurp /sys/kernel/debug/mem_regions/free_blocks && fb=$v && "
                  f"echo 'alloc nid={node} order={order} count={count} mt=movable drain=0 {extra}' > {CONTROL} "
                  f"&& printf '%s@@\\n%s@@\\n' \"$fb\" \"$rg\" && cat {CONTROL}; echo free > {CONTROL}",
                  check=True).stdout
