@@ -39,17 +39,13 @@ COMPACTION = ("compact_isolated", "pgmigrate_success")
 HOLES = 2000
 
 
-def _compact_traced(vm):
-    """Run full compaction with the free scanner's tracepoint on; [(pfn, pages taken)].
-
-    Each event's range is "(0x1f000 ~ 0x1f200)": the pageblock where the scanner took nr_taken pages.
-    """
-    with record(vm, [EVENT], name="rh-compaction", filters={EVENT: "nr_taken > 0"}) as rec:
-        vm.run("echo 1 > /proc/sys/vm/compact_memory", check=True, timeout=600)
-    if rec.events.empty:
+def _taken(events):
+    """[(pfn, pages taken)] of the free scanner's events: each range is "(0x1f000 ~ 0x1f200)",
+    the pageblock where it took nr_taken pages."""
+    if events.empty:
         return []
-    starts = rec.events["range"].map(lambda r: int(r.strip("()").split()[0], 16))
-    return list(zip(starts, rec.events["nr_taken"].astype(int), strict=True))
+    starts = events["range"].map(lambda r: int(r.strip("()").split()[0], 16))
+    return list(zip(starts, events["nr_taken"].astype(int), strict=True))
 
 
 def _pages_by_region(taken, frame):
@@ -80,14 +76,18 @@ def test_compaction_takes_no_target_in_a_drained_region(rh_guest, rh_topology, v
         # the file's one offer (shell builtins only: no process exits in between)
         vm.run(f"numactl --membind={node} sh -c 'for i in $(seq {HOLES}); do printf x > {MNT}/h$i; done' "
                f"&& rm -f {MNT}/h*[02468]", check=True, timeout=600)
-        before = regions(vm)
-        z = before.xs((node, zone), level=("node", "zone"))
-        assert any(in_use(z)[r] <= threshold for r in fresh), \
-            f"the file's regions {fresh} are not drained: in use {in_use(z)[fresh].tolist()}"
-        start = vmstat(vm, COMPACTION)
-        taken = _compact_traced(vm)
-        moved = {k: v - start[k] for k, v in vmstat(vm, COMPACTION).items()}
-        after = regions(vm)
+        # the recording's ring buffers (8 MiB per CPU, unmovable) are allocated before the
+        # regions are read, and freed after the second read: both see them in place
+        with record(vm, [EVENT], name="rh-compaction", filters={EVENT: "nr_taken > 0"}) as rec:
+            before = regions(vm)
+            z = before.xs((node, zone), level=("node", "zone"))
+            assert any(in_use(z)[r] <= threshold for r in fresh), \
+                f"the file's regions {fresh} are not drained: in use {in_use(z)[fresh].tolist()}"
+            start = vmstat(vm, COMPACTION)
+            vm.run("echo 1 > /proc/sys/vm/compact_memory", check=True, timeout=600)
+            moved = {k: v - start[k] for k, v in vmstat(vm, COMPACTION).items()}
+            after = regions(vm)
+        taken = _taken(rec.events)
     finally:
         vm.run(f"rm -f {FILE} {MNT}/h*", check=True)
     # compaction did migrate pages, or the test shows nothing
