@@ -26,26 +26,31 @@ import re
 
 import pytest
 
-from harness.vm.tracing import record
-
 from scenarios import FILE, MNT, file_in_a_fresh_region, in_use, regions, vmstat
 from variants import FILL, NO_FILL
 
 pytestmark = pytest.mark.spot
 
-EVENT = "compaction/mm_compaction_isolate_freepages"
+EVENT = "/sys/kernel/debug/tracing/events/compaction/mm_compaction_isolate_freepages"
+TRACE = "/sys/kernel/debug/tracing/trace"
 COMPACTION = ("compact_isolated", "pgmigrate_success")
 #: one-page files written, half of them removed: half a region's worth of sparse sources
 HOLES = 2000
+#: "range=(0x1f000 ~ 0x1f200) nr_scanned=512 nr_taken=3"
+TAKEN = re.compile(r"mm_compaction_isolate_freepages: range=\((0x[0-9a-f]+) ~ 0x[0-9a-f]+\) "
+                   r"nr_scanned=\d+ nr_taken=(\d+)")
 
 
-def _taken(events):
-    """[(pfn, pages taken)] of the free scanner's events: each range is "(0x1f000 ~ 0x1f200)",
-    the pageblock where it took nr_taken pages."""
-    if events.empty:
-        return []
-    starts = events["range"].map(lambda r: int(r.strip("()").split()[0], 16))
-    return list(zip(starts, events["nr_taken"].astype(int), strict=True))
+def _compact_traced(vm):
+    """Run full compaction with the free scanner's tracepoint on; [(pfn, pages taken)]."""
+    vm.run(f"echo 0 > {EVENT}/enable; echo > {TRACE}; echo 'nr_taken > 0' > {EVENT}/filter; "
+           f"echo 1 > {EVENT}/enable", check=True)
+    try:
+        vm.run("echo 1 > /proc/sys/vm/compact_memory", check=True, timeout=600)
+    finally:
+        vm.run(f"echo 0 > {EVENT}/enable", check=True)
+    trace = vm.run(f"cat {TRACE}", check=True).stdout
+    return [(int(pfn, 16), int(n)) for pfn, n in TAKEN.findall(trace)]
 
 
 def _pages_by_region(taken, frame):
@@ -76,18 +81,14 @@ def test_compaction_takes_no_target_in_a_drained_region(rh_guest, rh_topology, v
         # the file's one offer (shell builtins only: no process exits in between)
         vm.run(f"numactl --membind={node} sh -c 'for i in $(seq {HOLES}); do printf x > {MNT}/h$i; done' "
                f"&& rm -f {MNT}/h*[02468]", check=True, timeout=600)
-        # the recording's ring buffers (8 MiB per CPU, unmovable) are allocated before the
-        # regions are read, and freed after the second read: both see them in place
-        with record(vm, [EVENT], name="rh-compaction", filters={EVENT: "nr_taken > 0"}) as rec:
-            before = regions(vm)
-            z = before.xs((node, zone), level=("node", "zone"))
-            assert any(in_use(z)[r] <= threshold for r in fresh), \
-                f"the file's regions {fresh} are not drained: in use {in_use(z)[fresh].tolist()}"
-            start = vmstat(vm, COMPACTION)
-            vm.run("echo 1 > /proc/sys/vm/compact_memory", check=True, timeout=600)
-            moved = {k: v - start[k] for k, v in vmstat(vm, COMPACTION).items()}
-            after = regions(vm)
-        taken = _taken(rec.events)
+        before = regions(vm)
+        z = before.xs((node, zone), level=("node", "zone"))
+        assert any(in_use(z)[r] <= threshold for r in fresh), \
+            f"the file's regions {fresh} are not drained: in use {in_use(z)[fresh].tolist()}"
+        start = vmstat(vm, COMPACTION)
+        taken = _compact_traced(vm)
+        moved = {k: v - start[k] for k, v in vmstat(vm, COMPACTION).items()}
+        after = regions(vm)
     finally:
         vm.run(f"rm -f {FILE} {MNT}/h*", check=True)
     # compaction did migrate pages, or the test shows nothing
