@@ -18,6 +18,7 @@ from harness.metrics import (
     parse_pagetypeinfo,
 )
 from harness.metrics.region_alloc_test import CONTROL
+from harness.metrics.vmstat import parse_name_values
 from harness.model.allocator import predict_sorted_allocs
 from harness.model.bank import MAX_ORDER, MAX_ORDER_PAGES, bank_state, lowest_banked
 from harness.vm.tracing import record
@@ -39,8 +40,7 @@ def _snapshot(vm):
 
 
 def _events(vm):
-    out = vm.run("grep ^region_bank_ /proc/vmstat", check=True).stdout
-    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    return parse_name_values(vm.run("grep ^region_bank_ /proc/vmstat", check=True).stdout, "/proc/vmstat")
 
 
 def _zone_with_bank(state, min_banked=1):
@@ -126,7 +126,7 @@ BANK_EVENTS = [f"kmem/mm_region_bank_{a}" for a in ("deposit", "withdraw", "retu
 def _counted_between_marks(vm, rec, tag):
     """The bank's vm events, read between two markers in the recording (TAG0, TAG1)."""
     out = vm.run(f"{rec.mark(tag + '0')}; grep ^region_bank_ /proc/vmstat; {rec.mark(tag + '1')}", check=True).stdout
-    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    return parse_name_values(out, "/proc/vmstat")
 
 
 def _between(ev, first, last):
