@@ -52,7 +52,10 @@ def capture(bzimage: Path, config: Path | None, name: str, topo_name: str, appen
         jobs = [workloads.get(workload).command(topo, seconds)] if workload else []
         jobs += [run] if run else []
         if jobs:
-            vm.run(" & ".join(f"({j})" for j in jobs) + "; wait", check=True, timeout=seconds + 600)
+            # each job's own status: a bare `wait` would be 0 whatever the jobs returned
+            started = " ".join(f"({j}) & p{i}=$!;" for i, j in enumerate(jobs))
+            waited = " && ".join(f"wait $p{i}" for i in range(len(jobs)))
+            vm.run(f"{started} {waited}", check=True, timeout=seconds + 600)
             vm.run("sleep 5", check=True)  # kcompactd's periods after the workload's frees
         if vm.run("test -e /sys/kernel/debug/region_alloc_test/control").status == 0:
             # every per-cpu page back in the buddy lists: the region files agree with each other

@@ -65,16 +65,19 @@ def in_use(z: pd.DataFrame) -> pd.Series:
     return z["present"] - z["free"]
 
 
-def _target_zone(frame: pd.DataFrame) -> tuple[int, str]:
-    """(node, zone): the highest zone of a node with the most banked regions among the nodes."""
+def target_zone(frame: pd.DataFrame, node: int | None = None) -> tuple[int, str]:
+    """(node, zone): the highest zone of the node with the most banked regions among the
+    nodes (or of `node`, when given)."""
     best = None
-    for node, nf in frame.groupby(level="node"):
+    for nid, nf in frame.groupby(level="node"):
+        if node is not None and nid != node:
+            continue
         zones = sorted(set(nf.index.get_level_values("zone")), key=ZONE_ORDER.index)
         zone = zones[-1]
         banked = int(nf.xs(zone, level="zone")["banked"].sum())
         if best is None or banked > best[2]:
-            best = (int(node), zone, banked)
-    assert best and best[2] >= 2, f"no node's top zone has 2 banked regions:\n{frame}"
+            best = (int(nid), zone, banked)
+    assert best and best[2] >= 2, f"no top zone (of node {node}) has 2 banked regions:\n{frame}"
     return best[0], best[1]
 
 
@@ -122,11 +125,12 @@ class Placed:
 
 
 @contextmanager
-def file_in_a_fresh_region(vm) -> Iterator[Placed]:
-    """Write FILE into a fresh region of the top zone's highest free run; the hold is freed
-    on leaving the block, whatever happens inside it."""
+def file_in_a_fresh_region(vm, node: int | None = None) -> Iterator[Placed]:
+    """Write FILE into a fresh region of the top zone's highest free run (of `node`, or of
+    the node target_zone picks); the hold is freed on leaving the block, whatever happens
+    inside it."""
     frame = regions(vm)
-    node, zone = _target_zone(frame)
+    node, zone = target_zone(frame, node)
     z = frame.xs((node, zone), level=("node", "zone"))
     held_free, last = _free_run(z)
     first = held_free + 1

@@ -8,9 +8,12 @@ compaction:mm_compaction_isolate_freepages on: each event names the pfn range wh
 free scanner took pages as migration targets. None of them may lie in a region that was
 drained (banked, or at most the threshold in use) when compaction started.
 
-Before compaction, one-page files fill the region below the file's, and every other one is
-removed: sparse movable pages compaction migrates, more than the free pages of the regions
-above the file's one (the top of a node holds boot-time reservations) can take.
+Before the file, one-page files fill the node's lowest free memory, and every other one is
+removed: sparse movable pages below the file's region for compaction to migrate, more than
+the free pages of the regions above the file's one (the top of a node holds boot-time
+reservations) can take. Written first, their inodes and dentries do not take slab pages in
+the file's region (written after it, they once pushed it to 438 pages in use, CI on
+four-node).
 
 The guests boot with the lower-region bias, so that the guest's own small allocations split
 blocks of the lowest regions instead of taking exact fits next to the file, and a threshold
@@ -26,7 +29,7 @@ import re
 
 import pytest
 
-from scenarios import FILE, MNT, file_in_a_fresh_region, in_use, regions, vmstat
+from scenarios import FILE, MNT, file_in_a_fresh_region, in_use, regions, target_zone, vmstat
 from variants import FILL, NO_FILL
 
 pytestmark = pytest.mark.spot
@@ -73,14 +76,17 @@ def test_compaction_takes_no_target_in_a_drained_region(rh_guest, rh_topology, v
     fill = variant == FILL
     assert f"fill {int(fill)}" in config and "evacuate 0" in config, config
     threshold = int(re.search(r"evacuate_pages (\d+)", config).group(1))
-    with file_in_a_fresh_region(vm) as placed:
-        node, zone, fresh = placed.node, placed.zone, placed.fresh
+    node, _ = target_zone(regions(vm))
     try:
-        # sources for compaction: one-page files filling the room below the file's region,
-        # every other one removed, so compaction wants more targets than the regions above
-        # the file's one offer (shell builtins only: no process exits in between)
-        vm.run(f"numactl --membind={node} sh -c 'for i in $(seq {HOLES}); do printf x > {MNT}/h$i; done' "
+        # sources for compaction, written before the file so that their slab (inodes, dentries)
+        # lies below it too: one-page files in the node's lowest free memory, every other one
+        # removed, so compaction wants more targets than the regions above the file's one
+        # offer (shell builtins only: no process exits in between)
+        vm.run(f"mkdir -p {MNT} && (grep -q ' {MNT} ' /proc/mounts || mount -t tmpfs none {MNT}) && "
+               f"numactl --membind={node} sh -c 'for i in $(seq {HOLES}); do printf x > {MNT}/h$i; done' "
                f"&& rm -f {MNT}/h*[02468]", check=True, timeout=600)
+        with file_in_a_fresh_region(vm, node) as placed:
+            zone, fresh = placed.zone, placed.fresh
         before = regions(vm)
         z = before.xs((node, zone), level=("node", "zone"))
         assert any(in_use(z)[r] <= threshold for r in fresh), \

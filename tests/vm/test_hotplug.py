@@ -26,6 +26,7 @@ SECONDS = 20
 TOPOLOGY = "two-node"
 #: x86_64 memory blocks are 128 MiB
 BLOCK_PAGES = 32768
+REGIONS_FILE = "/sys/kernel/debug/mem_regions/regions"
 
 
 def _present(vm):
@@ -52,7 +53,11 @@ def test_hotplug_cycles_blocks_and_the_regions_stay_exact(rh_build, guest_facts,
 
 
 def _zones_and_regions(vm):
-    out = vm.run(f"echo drain > {CONTROL} && cat /proc/zoneinfo; echo @@; cat /sys/kernel/debug/mem_regions/regions",
+    """zoneinfo's zones and the regions' per-zone sums, read back to back by processes that
+    run and allocate on node 0: the reads are not one atomic picture, so whatever runs
+    between them must not take pages from the node the test compares (node 2)."""
+    reads = f"cat /proc/zoneinfo; echo @@; cat {REGIONS_FILE}"
+    out = vm.run(f"echo drain > {CONTROL} && numactl --cpunodebind=0 --membind=0 sh -c '{reads}'",
                  check=True).stdout
     zoneinfo, regions = out.split("@@\n")
     zones = parse_zoneinfo(zoneinfo, "zoneinfo").zones
