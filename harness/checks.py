@@ -20,6 +20,7 @@ import pandas as pd
 from harness.errors import CheckFailed
 from harness.model import ModelInputError
 from harness.model.bank import bank_state
+from harness.model.hotplug import apply_memory_blocks
 from harness.model.inputs import DeclaredNodes, ModelInputs
 from harness.model.layout import Layout, layout_of
 from harness.model.regions import predict_regions
@@ -175,6 +176,7 @@ def check_regions(
     observed_regions_df: pd.DataFrame,
     zoneinfo_df: pd.DataFrame,
     free_tolerance: int = 0,
+    untracked: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Check the kernel's regions: geometry and present per region equal the model; sums match zoneinfo.
 
@@ -186,6 +188,11 @@ def check_regions(
     that sum is the one compared: the two differ only by the per-cpu vmstat deltas, so
     free_tolerance (pages) is that bound. Otherwise the region rows are summed, and on a
     busy guest they were read at other instants than nr_free_pages.
+
+    untracked: (node, zone) -> pages memory hotplug onlined into the zone outside its
+    regions (harness.model.hotplug). They are in the zone's present and managed counts and
+    in none of its regions; of its free pages they may be any part, so the regions' free
+    sum is then checked within [nr_free_pages - untracked, nr_free_pages].
     """
     geometry = compare(model_regions_df, observed_regions_df, ["start_pfn", "end_pfn", "present"])
     # a region cannot hold more free pages than it has: an unsigned underflow of its
@@ -194,18 +201,26 @@ def check_regions(
                           index=model_regions_df.index)
     free = compare(bounds, observed_regions_df, ["free"], report_extra=False)
     populated = zoneinfo_df[zoneinfo_df["present"] > 0]
-    expected = pd.DataFrame(
-        {"region_free_sum": populated["nr_free_pages"], "region_present_sum": populated["present"]}
-    )
+    outside = (pd.Series(0, index=populated.index) if untracked is None
+               else untracked.reindex(populated.index).fillna(0).astype("int64"))
+    expected = pd.DataFrame({"region_present_sum": populated["present"] - outside})
+    if outside.any():
+        expected["region_free_sum_min"] = populated["nr_free_pages"] - outside
+        expected["region_free_sum_max"] = populated["nr_free_pages"]
+    else:
+        expected["region_free_sum"] = populated["nr_free_pages"]
     summed = ["free", "present"]
     managed = "managed" in observed_regions_df.columns   # series 0008: each region's managed pages
     if managed:
         summed.append("managed")
-        expected["region_managed_sum"] = populated["managed"]
+        expected["region_managed_sum"] = populated["managed"] - outside
         bounds = bounds.rename(columns={"free_min": "managed_min", "free_max": "managed_max"})
         free = pd.concat([free, compare(bounds, observed_regions_df, ["managed"], report_extra=False)],
                          ignore_index=True)
     sums = observed_regions_df.groupby(level=[0, 1])[summed].sum()
+    # a zone that only hotplug populated (an onlined Movable zone) has no region at all
+    regionless = expected.index.difference(model_regions_df.groupby(level=[0, 1]).size().index)
+    sums = sums.reindex(sums.index.union(regionless), fill_value=0)
     if "regions_free" in zoneinfo_df.columns:
         sums["free"] = zoneinfo_df["regions_free"].reindex(sums.index).fillna(sums["free"])
     observed = sums.rename(columns={k: f"region_{k}_sum" for k in summed})
@@ -351,7 +366,8 @@ def _region_stats(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.Dat
     zoneinfo = frames.get("zoneinfo")
     if zoneinfo is None:
         return None  # reported missing by the layout check
-    return check_regions(predict_regions(layout), regions, zoneinfo, free_tolerance=unfolded_vmstat_bound(zoneinfo))
+    return check_regions(predict_regions(layout), regions, zoneinfo, free_tolerance=unfolded_vmstat_bound(zoneinfo),
+                         untracked=layout.untracked)
 
 
 def _bank(frames: Frames, layout: Layout, inputs: ModelInputs) -> pd.DataFrame | None:
@@ -383,9 +399,11 @@ def check_capture(frames: Frames, inputs: ModelInputs, declared: DeclaredNodes |
 
     inputs come from harness.metrics.parse_model_inputs(); declared is what the topology
     declares (harness.model.inputs.declared_nodes), by default what the guest's dmesg
-    says its SRAT held. Returns the verdict tables of all checks with a ``check`` column.
+    says its SRAT held. Memory blocks that hotplug moved between zones (the snapshot's
+    memory_blocks) are followed by harness.model.hotplug. Returns the verdict tables of all
+    checks with a ``check`` column.
     """
-    layout = layout_of(inputs, declared)
+    layout = apply_memory_blocks(layout_of(inputs, declared), frames.get("memory_blocks"))
     tables = []
     for check in CHECKS:
         table = check.run(frames, layout, inputs)

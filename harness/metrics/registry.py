@@ -27,6 +27,7 @@ from .dmesg import NumaLayout, parse_e820, parse_numa_layout
 from .extfrag import parse_extfrag
 from .firmware_memmap import parse_firmware_memmap
 from .mem_regions import parse_mem_free_blocks, parse_mem_regions, parse_mem_regions_config, parse_mem_zones
+from .memory_blocks import parse_memory_blocks
 from .node import parse_node_meminfo, parse_node_numastat, parse_node_vmstat
 from .pagetypeinfo import parse_pagetypeinfo
 from .tracehist import parse_extfrag_hist
@@ -60,18 +61,28 @@ class Reader:
 class KernelFile:
     """One kind of kernel file: where the guest has it, how its capture name looks, how it is parsed."""
 
-    #: path or shell glob on the guest; None when it is no file there (the boot log)
-    guest_path: str | None
+    #: path or shell glob on the guest (or several, one entry's files); None when it is no
+    #: file there (the boot log)
+    guest_path: str | tuple[str, ...] | None
     #: regex of the name's last components ("zoneinfo", r"node(?P<node>\d+)[-/]meminfo")
     capture: str
     reader: Reader
     #: read by every snapshot; False: captured another way (dmesg.txt, firmware memmap)
     live: bool = True
+    #: many one-line files: the snapshot reads them with shell builtins, not a `cat` each
+    small: bool = False
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # anchored at a component start and at the end: "vmstat" must not match "nr_vmstat"
         object.__setattr__(self, "_pattern", re.compile(rf"(?:^|/)(?:{self.capture})$"))
+
+    @property
+    def guest_paths(self) -> tuple[str, ...]:
+        """The guest paths or globs of the entry's files (none for the boot log)."""
+        if self.guest_path is None:
+            return ()
+        return (self.guest_path,) if isinstance(self.guest_path, str) else self.guest_path
 
     @property
     def frames(self) -> tuple[str, ...]:
@@ -137,6 +148,10 @@ def _dmesg_reader(files: Sequence[CapturedFile]) -> Frames:
     return out
 
 
+def _memory_blocks(files: Sequence[CapturedFile]) -> Frames:
+    return {"memory_blocks": parse_memory_blocks({f.name: f.text for f in files})} if files else {}
+
+
 def _node_meminfo(text: str, source: str, node: int) -> pd.DataFrame:
     return parse_node_meminfo(text, source)  # meminfo prints its node on every line
 
@@ -149,6 +164,7 @@ def _mem_regions_config(text: str, source: str) -> pd.DataFrame:
 
 _NODE_DIR = "/sys/devices/system/node/node*"
 _DEBUGFS = "/sys/kernel/debug/mem_regions"
+_MEMORY = "/sys/devices/system/memory"
 
 #: Every file the harness parses. Live entries are read by the snapshot command in this order:
 #: zoneinfo first, so the debugfs region files, read last, are the ones that lag it.
@@ -165,6 +181,9 @@ REGISTRY: tuple[KernelFile, ...] = (
     KernelFile(f"{_NODE_DIR}/numastat", r"node(?P<node>\d+)[-/]numastat",
                per_node(parse_node_numastat, "node_numastat")),
     KernelFile(f"{_NODE_DIR}/vmstat", r"node(?P<node>\d+)[-/]vmstat", per_node(parse_node_vmstat, "node_vmstat")),
+    KernelFile((f"{_MEMORY}/block_size_bytes", f"{_MEMORY}/memory*/state", f"{_MEMORY}/memory*/valid_zones"),
+               r"memory/(?:memory\d+/(?:state|valid_zones)|block_size_bytes)",
+               Reader(("memory_blocks",), _memory_blocks), small=True),
     KernelFile(f"{_DEBUGFS}/regions", "regions", single(parse_mem_regions, "mem_regions.regions")),
     KernelFile(f"{_DEBUGFS}/free_blocks", "free_blocks", single(parse_mem_free_blocks, "mem_regions.free_blocks")),
     KernelFile(f"{_DEBUGFS}/config", "mem_regions[-/]config", single(_mem_regions_config, "mem_regions.config")),
@@ -193,6 +212,7 @@ def find_entry(name: str) -> tuple[KernelFile, re.Match[str]] | None:
     return best
 
 
-def live_paths() -> tuple[str, ...]:
-    """The guest paths and globs every snapshot reads, in reading order."""
-    return tuple(e.guest_path for e in REGISTRY if e.live and e.guest_path is not None)
+def live_paths(small: bool | None = None) -> tuple[str, ...]:
+    """The guest paths and globs every snapshot reads, in reading order (only the small
+    entries' or only the others', when small is given)."""
+    return tuple(p for e in REGISTRY if e.live and (small is None or e.small == small) for p in e.guest_paths)

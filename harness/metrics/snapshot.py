@@ -12,8 +12,8 @@ zoneinfo, zoneinfo.node_stats, zoneinfo.pagesets, zoneinfo.regions, buddyinfo,
 pagetypeinfo.free, pagetypeinfo.blocks, pagetypeinfo.mixed, vmstat, node_meminfo,
 node_numastat, node_vmstat (all nodes concatenated, indexed by node), dmesg.e820,
 dmesg.<field of NumaLayout>, firmware_memmap, mem_regions.regions,
-mem_regions.free_blocks, mem_regions.config (1 row), extfrag_events (1 row). The "time" and "uptime" files saved
-next to a snapshot are clock data, not parsed here.
+mem_regions.free_blocks, mem_regions.config (1 row), extfrag_events (1 row), memory_blocks.
+The "time" and "uptime" files saved next to a snapshot are clock data, not parsed here.
 """
 
 from __future__ import annotations
@@ -65,11 +65,13 @@ def snapshot_command(refresh: bool = True) -> str:
     # pages parked on per-cpu lists would count as used in every region they come from:
     # the series' test interface drains them (kernel-patches/README.md), where it exists
     drain = f"echo drain > {CONTROL} 2>/dev/null; " if refresh else ""
-    paths = registry.live_paths()
+    paths = registry.live_paths(small=False)
     globs = " ".join(p for p in paths if p not in TOGETHER)
+    small = " ".join(registry.live_paths(small=True))
     together = " ".join(p for p in TOGETHER if p in paths)
     return (f"{drain}echo '{MARK}uptime'; cat /proc/uptime; "
             f"for f in {globs}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; cat \"$f\"; }}; done; "
+            f"for f in {small}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; {_SLURP}; }}; done; "
             f"{fold}for f in {together}; do [ -r \"$f\" ] && {{ echo '{MARK}'\"$f\"; {_SLURP}; }}; done; true")
 
 
@@ -96,6 +98,8 @@ def capture_name(guest_path: str) -> str:
         return f"{parts[4]}-{parts[5]}"          # node0-meminfo
     if parts[:4] == ["sys", "kernel", "tracing", "events"]:
         return f"{parts[-2]}-{parts[-1]}"        # mm_page_alloc_extfrag-hist
+    if parts[:4] == ["sys", "devices", "system", "memory"]:
+        return "/".join(parts[3:])               # memory/memory12/state, memory/block_size_bytes
     if parts[:3] == ["sys", "kernel", "debug"]:
         return "/".join(parts[3:])               # mem_regions/regions
     return parts[-1]                             # zoneinfo, vmstat, uptime

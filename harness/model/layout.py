@@ -45,8 +45,9 @@ kernel's value (0) and the checks only compare ``start_pfn`` of populated zones.
 
 Not modelled: movablecore=/kernelcore= (ZONE_MOVABLE sizing), memmap=, mirrored memory,
 MTRR trimming (QEMU's MTRRs cover all RAM), memoryless nodes (nodes with CPUs only are
-left out of the frames), NUMA emulation (numa=fake), memory hotplug, ZONE_DEVICE content
-(the zone is listed but always empty at boot).
+left out of the frames), NUMA emulation (numa=fake), ZONE_DEVICE content (the zone is
+listed but always empty at boot). Memory hotplug that moved blocks between zones is
+harness.model.hotplug's: it turns this boot layout into the current one.
 """
 
 from __future__ import annotations
@@ -143,6 +144,14 @@ class Layout:
     #: e820 after sanitising, mem= and trim_bios_range: (start, end_exclusive, type name)
     e820: list[tuple[int, int, str]] = field(default_factory=list)
     region_size_pages: int = DEFAULT_REGION_SIZE >> PAGE_SHIFT
+    # after memory hotplug (harness.model.hotplug.apply_memory_blocks); a boot layout leaves
+    # them at their defaults
+    #: the zones as booted, which the regions' geometry keeps; None: ``zones`` are the boot ones
+    region_zones: pd.DataFrame | None = None
+    #: node -> pfn ranges of boot memory no longer in its boot zone (offline or moved)
+    away: dict[int, list[Range]] = field(default_factory=dict)
+    #: (node, zone) -> pages the zone holds outside its regions (blocks onlined into it)
+    untracked: pd.Series | None = None
 
 
 def zones_from_kconfig(options: Mapping[str, str]) -> tuple[str, ...]:

@@ -11,7 +11,8 @@ prints, so the frames line up row by row.
 ``present`` counts only this node's memblock pages inside the clipped range: in an
 interleaved layout (node0 = 0-512M + 1G-1.5G) a zone's span covers another node's memory
 (bootmem2's trap), and those pages are not the zone's. Summed over a zone's regions,
-``present`` equals the zone's present pages.
+``present`` equals the zone's present pages, less what memory hotplug onlined into the zone
+from another one (``Layout.untracked``: in no region of it).
 
 Where a region-sorted allocator serves blocks is modelled in harness.model.allocator.
 """
@@ -41,13 +42,16 @@ def predict_regions(layout: Layout, region_size: int | None = None) -> pd.DataFr
         if region_size <= 0 or region_size & (region_size - 1) or region_size < MIN_REGION_SIZE:
             raise ModelInputError(f"region_size: {region_size} is not a power of two >= 4 MiB")
         r = region_size >> PAGE_SHIFT
-    zones = layout.zones[layout.zones["present"] > 0]
+    # the kernel sets regions up at boot: after hotplug their geometry is the boot zones',
+    # and the memory that left a zone (harness.model.hotplug) is no region's present
+    booted = layout.zones if layout.region_zones is None else layout.region_zones
+    zones = booted[booted["present"] > 0]
     rows: list[tuple[int, str, int, int, int, int]] = []
     for (node, zone), zs, ze in zip(zones.index.tolist(), zones["start_pfn"].tolist(),
                                     zones["end_pfn"].tolist(), strict=True):
-        ranges = layout.memory[node]
+        ranges, away = layout.memory[node], layout.away.get(node, [])
         for k, g in enumerate(range(zs // r, (ze - 1) // r + 1)):
             s, e = max(g * r, zs), min((g + 1) * r, ze)
-            rows.append((node, zone, k, s, e, overlap(ranges, s, e)))
+            rows.append((node, zone, k, s, e, overlap(ranges, s, e) - overlap(away, s, e)))
     df = pd.DataFrame(rows, columns=["node", "zone", "region", *REGION_COLUMNS])
     return df.set_index(["node", "zone", "region"]).astype("int64")

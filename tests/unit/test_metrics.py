@@ -18,6 +18,7 @@ REG = DATA / "captures" / "6.12-regions-two-node"
 EXTFRAG = DATA / "captures" / "6.12-vanilla-interleaved-small" / "extfrag"
 BANK = DATA / "captures" / "6.12-bank-two-node"
 THP = DATA / "captures" / "6.12-thpchallenge-two-node"
+HOTPLUG = DATA / "captures" / "6.12-hotplug-four-node"
 MEMREG = REG / "mem_regions"
 
 
@@ -463,18 +464,17 @@ def test_unknown_and_clock_files_are_skipped(caplog):
 
 def _example(guest_path):
     """A concrete guest path for a registry glob."""
-    return guest_path.replace("node*", "node1").replace("memmap/*/*", "memmap/3/start")
+    return guest_path.replace("node*", "node1").replace("memmap/*/*", "memmap/3/start").replace("memory*", "memory12")
 
 
 def test_every_guest_file_is_matched_by_its_entry_as_path_and_capture_name():
     for entry in REGISTRY:
-        if entry.guest_path is None:
-            continue
-        path = _example(entry.guest_path)
-        names = [path] if not entry.live else [path, M.capture_name(path)]
-        for name in names:
-            found = find_entry(name)
-            assert found is not None and found[0] is entry, (entry.guest_path, name)
+        for guest_path in entry.guest_paths:
+            path = _example(guest_path)
+            names = [path] if not entry.live else [path, M.capture_name(path)]
+            for name in names:
+                found = find_entry(name)
+                assert found is not None and found[0] is entry, (guest_path, name)
     # a per-node file also ends in "vmstat": the longer match wins
     assert find_entry("/sys/devices/system/node/node0/vmstat")[0].frames == ("node_vmstat",)
     assert find_entry("node0/vmstat")[0].frames == ("node_vmstat",)
@@ -488,13 +488,19 @@ def test_snapshot_command_reads_the_live_entries_in_registry_order():
     assert M.live_paths() == (
         "/proc/zoneinfo", "/proc/buddyinfo", "/proc/pagetypeinfo", "/proc/vmstat",
         "/sys/devices/system/node/node*/meminfo", "/sys/devices/system/node/node*/numastat",
-        "/sys/devices/system/node/node*/vmstat", "/sys/kernel/debug/mem_regions/regions",
+        "/sys/devices/system/node/node*/vmstat", "/sys/devices/system/memory/block_size_bytes",
+        "/sys/devices/system/memory/memory*/state", "/sys/devices/system/memory/memory*/valid_zones",
+        "/sys/kernel/debug/mem_regions/regions",
         "/sys/kernel/debug/mem_regions/free_blocks", "/sys/kernel/debug/mem_regions/config",
         "/sys/kernel/debug/mem_regions/zones", "/sys/kernel/debug/extfrag/unusable_index",
         "/sys/kernel/debug/extfrag/extfrag_index", "/sys/kernel/tracing/events/kmem/mm_page_alloc_extfrag/hist")
     cmd = M.snapshot_command()
-    others = [p for p in M.live_paths() if p not in M.snapshot.TOGETHER]
+    others = [p for p in M.live_paths(small=False) if p not in M.snapshot.TOGETHER]
     assert " ".join(others) in cmd
+    # the memory blocks' one-line files (two per block) are read by the shell, not a cat each
+    small = " ".join(M.live_paths(small=True))
+    assert small.startswith("/sys/devices/system/memory/") and f"for f in {small}; do" in cmd
+    assert "cat" not in cmd.split(f"for f in {small}; do")[1].split("done")[0]
     # regions and zoneinfo last, back to back, read by the shell itself (no fork between them)
     last = cmd[cmd.index(" ".join(others)) + 1:]
     assert "for f in /sys/kernel/debug/mem_regions/regions /proc/zoneinfo; do" in last
@@ -503,7 +509,7 @@ def test_snapshot_command_reads_the_live_entries_in_registry_order():
 
 def test_entries_produce_exactly_their_declared_frames():
     out = {**M.load_capture(HOST), **M.load_capture(REG), **M.load_capture(EXTFRAG), **M.load_capture(BANK),
-           **M.load_capture(THP)}
+           **M.load_capture(THP), **M.load_capture(HOTPLUG)}
     declared = [key for entry in REGISTRY for key in entry.frames]
     assert len(declared) == len(set(declared)), "two entries declare the same frame"
     assert set(out) == set(declared)

@@ -30,6 +30,7 @@ SOURCES = [
     ("6.12-vanilla-interleaved-small", "extfrag/extfrag_index"),
     ("6.12-regions-two-node", "dmesg.txt"),
     ("6.12-thpchallenge-two-node", "mm_page_alloc_extfrag-hist"),
+    ("6.12-hotplug-four-node", "memory/block_size_bytes"),
 ]
 NUMBER = re.compile(r"(?<![\w.])\d+(?![\w.])")
 BIG = [0, 1, 2**63 - 1, 2**63, 2**64 - 3, 2**64 - 1, 10**30]
