@@ -27,6 +27,13 @@ VARIANTS = {"regions": EVACUATE, "debug": DEBUG_EVACUATE}
 FLAVORS = [f for f in os.environ.get("RH_EVACUATE_FLAVORS", "debug").split(",") if f]
 
 
+def _evacuable(used, r):
+    """Few pages in use, and no pageblock an unmovable allocation claimed (with every movable
+    block held, the guest's own unmovable allocations may take one in the run)."""
+    return (in_use(used)[r] <= EVACUATE_PAGES
+            and used.loc[r, "pageblocks_Unmovable"] + used.loc[r, "pageblocks_Reclaimable"] == 0)
+
+
 @pytest.mark.parametrize("variant", [VARIANTS[f] for f in FLAVORS], ids=FLAVORS)
 def test_a_sparse_fresh_region_is_evacuated_and_banked(rh_guest, rh_topology, variant):
     vm = rh_guest(variant, rh_topology)
@@ -35,13 +42,9 @@ def test_a_sparse_fresh_region_is_evacuated_and_banked(rh_guest, rh_topology, va
     start = region_events(vm)
     # the allocation half: the writer's pages can only come from a fresh region of the run;
     # leaving the block frees the hold, the free half of the handshake
-    with file_in_a_fresh_region(vm) as placed:
+    with file_in_a_fresh_region(vm, usable=_evacuable) as placed:
         used = placed.held
-        # evacuable: few pages in use, and no pageblock an unmovable allocation claimed (with
-        # every movable block held, the guest's own unmovable allocations may take one there)
-        sparse = [r for r in placed.fresh if in_use(used)[r] <= EVACUATE_PAGES
-                  and used.loc[r, "pageblocks_Unmovable"] + used.loc[r, "pageblocks_Reclaimable"] == 0]
-        assert sparse, f"no fresh region is sparse and all movable:\n{used.loc[placed.fresh]}"
+        sparse = [r for r in placed.fresh if _evacuable(used, r)]
         pages = int(sum(in_use(used)[r] for r in sparse))
         events = region_events(vm)
         node, zone, digest, fresh = placed.node, placed.zone, placed.digest, placed.fresh
