@@ -65,31 +65,27 @@ def _records(frame: pd.DataFrame) -> dict[Any, dict[str, int]]:
     return {key: {str(c): int(v) for c, v in row.items()} for key, row in frame.to_dict("index").items()}
 
 
-def _zone_memory(layout: Layout, node: int, zone: str) -> list[Range]:
-    """The node's memory inside the zone's boot span."""
-    row = _records(layout.zones.loc[[(node, zone)]])[(node, zone)]
-    zs, ze = row["start_pfn"], row["end_pfn"]
-    return [(max(s, zs), min(e, ze)) for s, e in layout.memory.get(node, []) if max(s, zs) < min(e, ze)]
-
-
-def _boot_owners(layout: Layout, start: int, end: int) -> dict[tuple[int, str], int]:
-    """{(node, zone): pages} of the block [start, end) at boot."""
+def _zone_memories(layout: Layout) -> dict[tuple[int, str], list[Range]]:
+    """(node, zone) -> the node's memory inside the zone's boot span, for every populated zone."""
     out = {}
-    for node, zone in layout.zones.index[layout.zones["present"] > 0]:
-        pages = overlap(_zone_memory(layout, int(node), str(zone)), start, end)
-        if pages:
-            out[(int(node), str(zone))] = pages
+    for (node, zone), row in _records(layout.zones).items():
+        if row["present"] > 0:
+            zs, ze = row["start_pfn"], row["end_pfn"]
+            out[(int(node), str(zone))] = [(max(s, zs), min(e, ze)) for s, e in layout.memory.get(node, [])
+                                           if max(s, zs) < min(e, ze)]
     return out
 
 
 def block_moves(layout: Layout, blocks: pd.DataFrame) -> list[Move]:
     """The blocks (a harness.metrics.memory_blocks frame) not where they booted, by block."""
+    memories = _zone_memories(layout)
     moves = []
     for block, start, end, state, zone in zip(blocks.index.tolist(), blocks["start_pfn"].tolist(),
                                               blocks["end_pfn"].tolist(), blocks["state"].tolist(),
                                               blocks["zone"].tolist(), strict=True):
         zone = None if pd.isna(zone) else str(zone)
-        owners = _boot_owners(layout, start, end)
+        # {(node, zone): pages} of the block at boot
+        owners = {key: n for key, ranges in memories.items() if (n := overlap(ranges, start, end))}
         if state == "online" and (zone == "none" or (len(owners) > 1 and zone in {z for _, z in owners})
                                   or (len(owners) == 1 and next(iter(owners))[1] == zone)):
             # where it booted; a block across zones can never have been offlined (valid_zones
@@ -136,9 +132,11 @@ def apply_memory_blocks(layout: Layout, blocks: pd.DataFrame | None) -> Layout:
             for c in ("memtotal_kb_min", "memtotal_kb_max"):
                 nodes[m.node][c] = max(0, nodes[m.node][c] - m.pages * KIB_PER_PAGE)
 
+    memories = _zone_memories(layout)
+
     def online_in(node: int, zone: str) -> Callable[[int], bool]:
         # a pfn is in the zone when it is the node's memory there and its block did not leave
-        memory = _zone_memory(layout, node, zone)
+        memory = memories[(node, zone)]
         gone = away.get(node, [])
         return lambda pfn: overlap(memory, pfn, pfn + 1) > 0 and overlap(gone, pfn, pfn + 1) == 0
 

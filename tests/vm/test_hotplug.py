@@ -56,7 +56,7 @@ def _zones_and_regions(vm):
     out = vm.run(f"echo drain > {CONTROL} && cat /proc/zoneinfo; echo @@; cat {REGIONS_FILE}", check=True).stdout
     zoneinfo, regions = out.split("@@\n")
     zones = parse_zoneinfo(zoneinfo, "zoneinfo").zones
-    summed = ["present", "free", "managed"]
+    summed = ["present", "managed"]
     return zones, parse_mem_regions(regions, "regions").groupby(level=["node", "zone"])[summed].sum()
 
 
