@@ -17,7 +17,7 @@ status=0
 "$bin/harness" build --flavor regions --each-patch || status=1
 # the suite, with five minutes of every kind of workload per topology under the debug kernel
 # (tests/unit/test_workloads.py checks that this list covers every kind in WORKLOADS)
-RH_STRESS_SECONDS=${RH_STRESS_SECONDS:-300} RH_STRESS_WORKLOADS=${RH_STRESS_WORKLOADS:-stress-pagecache,churn-pagecache,thp-challenge,hotplug} \
+RH_STRESS_SECONDS=${RH_STRESS_SECONDS:-300} RH_STRESS_WORKLOADS=${RH_STRESS_WORKLOADS:-stress-pagecache,churn-pagecache-compact,thp-challenge,hotplug} \
   RH_SPOT_TOPOLOGIES=${RH_SPOT_TOPOLOGIES:-all} RH_EVACUATE_FLAVORS=${RH_EVACUATE_FLAVORS:-regions,debug} \
   RH_FILL_VARIANTS=${RH_FILL_VARIANTS:-fill,nofill} \
   RH_JUNIT="$runs/junit-$(date +%Y%m%d).xml" \

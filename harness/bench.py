@@ -11,15 +11,21 @@ per-cpu lists, which never reach the buddy free lists and their region sorting; 
 other order (4-8, 10) goes to the buddy allocator on each alloc and free.
 
 What is and is not deterministic across boots (measured, BENCHMARKS.md): the pcp path
-and order 10 repeat to a few units in thousands. A buddy-path pair of order 4-9 costs
+and order 10 repeat to a few units in thousands. A buddy-path pair of order 4-8 costs
 what the smallest free block of at least that order costs to split and merge back, and
-which blocks are free after boot depends on what ran before (ssh logins, timers): such
-figures are exact within one boot but can differ by tens of percent between boots, and
-the summary says so instead of averaging them.
+which blocks are free after boot depends on what ran before (ssh logins, timers) and on
+the kernel image: such figures are exact within one boot but can differ by tens of
+percent between boots and kernels. The interface reports that order (``split_from``); a
+ratio between variants whose allocations split blocks of different orders compares two
+different paths, so the summary gives none. Each buddy order below 10 is therefore
+measured twice: as the boot left the free lists, and "split from 10", with every free
+block of the orders in between held first (``bench ... split=1``): the longest path,
+6 pieces and 6 merges at order 4, the same in every boot.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 from collections.abc import Callable, Sequence
@@ -83,20 +89,30 @@ class CostOptions:
     source: str | None = None
 
 
+def bench_runs(orders: Sequence[int]) -> list[tuple[str, int, bool]]:
+    """(measure, order, split) per bench command: every order as booted, and each buddy order
+    below MAX_ORDER split from MAX_ORDER too."""
+    runs = [(f"alloc+free order {o}", o, False) for o in orders]
+    runs += [(f"alloc+free order {o} split from {MAX_ORDER}", o, True)
+             for o in orders if path_of(o) == "buddy" and o < MAX_ORDER]
+    return runs
+
+
 def _measure(vm: VM, orders: Sequence[int], has_interface: bool, pfbench: bool) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     if has_interface:
-        for order in orders:
-            res = vm.run(f"echo 'bench nid=0 order={order} count={BENCH_COUNT}' > {CONTROL} && cat {CONTROL}",
-                         timeout=900, check=True)
-            value = parse_control_result(res.stdout, f"{CONTROL} (bench order {order})")["ns_per_op"]
-            rows.append({"measure": f"alloc+free order {order}", "path": path_of(order), "order": order,
-                         "vns": float(value)})
+        for measure, order, split in bench_runs(orders):
+            res = vm.run(f"echo 'bench nid=0 order={order} count={BENCH_COUNT} split={int(split)}' > {CONTROL} "
+                         f"&& cat {CONTROL}", timeout=900, check=True)
+            got = parse_control_result(res.stdout, f"{CONTROL} ({measure})")
+            rows.append({"measure": measure, "path": path_of(order), "order": order,
+                         "vns": float(got["ns_per_op"]), "split_from": got.get("split_from", math.nan)})
     if pfbench:
         for order, args in PFBENCH:
             res = vm.run(f"pfbench {args}", timeout=900, check=True)
             value = parse_pfbench(res.stdout, f"pfbench {args}")["ns_per_fault"]
-            rows.append({"measure": f"pfbench order {order}", "path": "fault", "order": order, "vns": value})
+            rows.append({"measure": f"pfbench order {order}", "path": "fault", "order": order, "vns": value,
+                         "split_from": math.nan})
     return rows
 
 
@@ -120,27 +136,38 @@ def run_cost(opts: CostOptions, progress: Callable[[str], None] = print) -> pd.D
                            qemu_extra=ICOUNT_ARGS, boot_timeout=600, name=f"cost-{v}") as vm:
                     for row in _measure(vm, opts.orders, interface[v.flavor], opts.pfbench):
                         rows.append({"variant": str(v), "repeat": rep, **row})
-    table = pd.DataFrame(rows, columns=["variant", "repeat", "measure", "path", "order", "vns"])
+    table = pd.DataFrame(rows, columns=["variant", "repeat", "measure", "path", "order", "vns", "split_from"])
     if opts.out is not None:
         write_csv(Path(opts.out) / "cost.csv", table)
     return table
 
 
+def _split_orders(grp: pd.DataFrame) -> tuple[int, ...]:
+    """The orders a measure's allocations split from, over its repeats (none known: ())."""
+    if "split_from" not in grp:
+        return ()
+    return tuple(sorted({int(x) for x in grp["split_from"].tolist() if not math.isnan(x)}))
+
+
 def summarize(table: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
-    """Per (measure, variant): median, spread of the repeats, ratio to the first variant that has it."""
+    """Per (measure, variant): median, spread of the repeats, the orders split from, and the ratio
+    to the first variant that has it (NaN where the two split blocks of different orders)."""
     out = []
     for (measure, path, order), grp in table.groupby(["measure", "path", "order"], sort=False):
         first = None
         for v in variants:
-            vals = grp[grp["variant"] == v]["vns"].tolist()
+            mine = grp[grp["variant"] == v]
+            vals = mine["vns"].tolist()
             if not vals:
                 continue
-            med = statistics.median(vals)
-            first = med if first is None else first
+            med, split = statistics.median(vals), _split_orders(mine)
+            first = (med, split) if first is None else first
             spread = (max(vals) - min(vals)) / med if med else 0.0
+            same_path = len(split) <= 1 and split == first[1]
             out.append({"measure": measure, "path": path, "order": order, "variant": v, "n": len(vals),
                         "median_vns": med, "spread": spread, "deterministic": spread <= DETERMINISM,
-                        "ratio": med / first if first else float("nan")})
+                        "split_from": ",".join(map(str, split)),
+                        "ratio": med / first[0] if first[0] and same_path else math.nan})
     return pd.DataFrame(out)
 
 
@@ -155,6 +182,8 @@ def render(summary: pd.DataFrame, variants: Sequence[str]) -> str:
                 continue
             x = r.iloc[0]
             flag = "" if x["deterministic"] else f" NOT DETERMINISTIC (repeats differ {x['spread']:.2%})"
-            cells.append(f"{x['median_vns']:.0f} ({x['ratio']:.3f}x){flag}")
+            where = f" from {x['split_from']}" if x["split_from"] else ""
+            ratio = "different split" if math.isnan(x["ratio"]) else f"{x['ratio']:.3f}x"
+            cells.append(f"{x['median_vns']:.0f}{where} ({ratio}){flag}")
         rows.append((measure, path, *cells))
     return UNIT_NOTE + "; ratio to the first variant\n" + render_table(rows, right=set(range(2, 2 + len(variants))))

@@ -3,7 +3,9 @@
 After ``alloc``: one pfn per line -> :func:`parse_alloc_pfns` gives a frame with a
 RangeIndex (allocation order) and column ``pfn`` (first pfn of each block).
 After ``free``: "freed N" -> :func:`parse_control_result` gives ``{"freed": N}`` (blocks).
-After ``bench``: "ns_per_op X" -> ``{"ns_per_op": X}`` (nanoseconds per alloc+free).
+After ``bench``: "ns_per_op X" and, since 2026-12-03, "split_from M" on a line of its own ->
+``{"ns_per_op": X, "split_from": M}`` (nanoseconds per alloc+free; the order of the block
+each allocation split).
 """
 
 from __future__ import annotations
@@ -33,16 +35,25 @@ def parse_alloc_pfns(text: str, source: str = "control") -> pd.DataFrame:
     return int_frame(rows, pd.RangeIndex(len(rows)), ["pfn"])
 
 
+#: what a line of a free or bench result may say, and the type of its value
+_RESULT_KEYS = {"freed": int, "ns_per_op": float, "split_from": int}
+
+
 def parse_control_result(text: str, source: str = "control") -> dict[str, float]:
-    """Parse "freed N" or "ns_per_op X" into a one-key dict."""
+    """Parse "freed N", or "ns_per_op X" with an optional "split_from M", into a dict."""
+    out: dict[str, float] = {}
     lines = lines_of(text, source)
-    if len(lines) != 1:
-        raise ParseError(source, 2 if len(lines) > 1 else None, "expected exactly one line")
-    parts = lines[0].split()
-    if len(parts) != 2 or parts[0] not in ("freed", "ns_per_op"):
-        raise ParseError(source, 1, f"expected 'freed N' or 'ns_per_op X', got {lines[0]!r}")
-    try:
-        value = int(parts[1]) if parts[0] == "freed" else float(parts[1])
-    except ValueError:
-        raise ParseError(source, 1, f"{parts[0]}: expected a number, got {parts[1]!r}") from None
-    return {parts[0]: value}
+    if not lines:
+        raise ParseError(source, None, "expected 'freed N' or 'ns_per_op X', got nothing")
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split()
+        if len(parts) != 2 or parts[0] not in _RESULT_KEYS or parts[0] in out:
+            raise ParseError(source, lineno, f"expected one of 'freed N', 'ns_per_op X', 'split_from M' "
+                             f"once each, got {line!r}")
+        try:
+            out[parts[0]] = _RESULT_KEYS[parts[0]](parts[1])
+        except ValueError:
+            raise ParseError(source, lineno, f"{parts[0]}: expected a number, got {parts[1]!r}") from None
+    if ("freed" in out) == ("ns_per_op" in out):
+        raise ParseError(source, None, f"expected 'freed N' or 'ns_per_op X', got {sorted(out)}")
+    return out

@@ -148,6 +148,24 @@ class FileTree(Workload):
 
 
 @dataclass(frozen=True)
+class Compactor(Workload):
+    """Full compaction of every node (/proc/sys/vm/compact_memory) every ``period`` seconds.
+
+    A whole-zone compaction for no order: the pass that fills zones from the bottom while
+    regions are on (kernel-patches 0010). Next to the churn it shows what compaction does
+    to the wholly free regions.
+    """
+
+    period: int = 5  # sh, sleep, date: busybox, so it needs nothing more
+
+    def jobs(self, topo: Topology, seconds: int) -> list[str]:
+        loop = (f"end=$(( $(date +%s) + {seconds} )); passes=0; while [ $(date +%s) -lt $end ]; do "
+                f"sleep {self.period}; echo 1 > /proc/sys/vm/compact_memory || exit 1; passes=$((passes+1)); "
+                "done; echo \"compactor: $passes full compactions\"")
+        return ["sh -c " + shlex.quote(loop)]
+
+
+@dataclass(frozen=True)
 class MemoryHotplug(Workload):
     """Offline and online memory blocks through sysfs, one block at a time, round robin.
 
@@ -257,6 +275,9 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     # together they stay under about half of memory: dropbear and the snapshots need room
     Together("churn-pagecache", "churn plus the file neighbour: the consolidation experiment's default", 30,
              parts=(Churn("churn", "", 30, fraction=0.4), FileTree("pagecache", "", 30, fraction=0.1))),
+    Together("churn-pagecache-compact", "churn-pagecache with full compaction every 5 s beside it", 30,
+             parts=(Churn("churn", "", 30, fraction=0.4), FileTree("pagecache", "", 30, fraction=0.1),
+                    Compactor("compactor", "", 30))),
     ThpChallenge("thp-challenge", "page-cache writers over 1.5x memory on the scratch disk plus THP faults over "
                  "60% of it, per node (mmtests' thpchallenge shape)", 30),
     Together("hotplug", "memory blocks offlined and onlined in turn while the stress workload allocates", 30,

@@ -35,6 +35,25 @@ def test_summary_ratios_and_determinism():
     assert "(1.168x)" in text and "(1.000x)" in text
 
 
+def test_buddy_orders_are_also_measured_split_from_the_largest_order():
+    runs = bench.bench_runs((0, 4, 9, 10))
+    assert runs == [("alloc+free order 0", 0, False), ("alloc+free order 4", 4, False),
+                    ("alloc+free order 9", 9, False), ("alloc+free order 10", 10, False),
+                    ("alloc+free order 4 split from 10", 4, True)]
+
+
+def test_no_ratio_between_variants_whose_allocations_split_different_orders():
+    rows = [{"variant": v, "repeat": r, "measure": "alloc+free order 4", "path": "buddy", "order": 4,
+             "vns": x, "split_from": f}
+            for v, xs, f in (("off", [1631, 1631], 5), ("on", [1446, 1447], 4), ("same", [1700, 1700], 5))
+            for r, x in enumerate(xs, 1)]
+    s = bench.summarize(pd.DataFrame(rows), ["off", "on", "same"]).set_index("variant")
+    assert s.loc["off", "split_from"] == "5" and s.loc["on", "split_from"] == "4"
+    assert pd.isna(s.loc["on", "ratio"]) and s.loc["same", "ratio"] == pytest.approx(1700 / 1631)
+    text = bench.render(s.reset_index(), ["off", "on", "same"])
+    assert "1446 from 4 (different split)" in text and "1700 from 5 (1.042x)" in text
+
+
 def test_pfbench_and_bench_outputs_captured_in_a_guest(data_dir):
     got = parse_pfbench((data_dir / "bench" / "pfbench-order0.txt").read_text())
     assert got == {"order": 0.0, "pages": 163840.0, "ns_per_fault": 4986.0}

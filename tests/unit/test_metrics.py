@@ -423,6 +423,14 @@ def test_region_alloc_test_output():
     assert all(p % 512 == 0 for p in pfns)  # order-9 blocks are 512-aligned
     assert M.parse_control_result(text(REG / "control-free")) == {"freed": 3}
     assert M.parse_control_result(text(REG / "control-bench")) == {"ns_per_op": 4792.0}
+    # since 2026-12-03 bench also says which order its allocations split: here, with
+    # split=1, bench nid=0 order=4 count=1000 split=1 (every block of orders 4-9 held)
+    split = text(REG / "control-bench-split")
+    assert M.parse_control_result(split) == {"ns_per_op": 3499.0, "split_from": 10}
+    for bad in ("split_from 10\n", "ns_per_op 3499\nns_per_op 1\n", "freed 3\nns_per_op 1\n",
+                "ns_per_op 3499\nsplit_from ten\n", ""):
+        with pytest.raises(ParseError):
+            M.parse_control_result(bad)
     content = text(REG / "control-alloc")
     with pytest.raises(ParseError) as e:
         M.parse_alloc_pfns(replace_line(content, 2, "148x8"), "control")

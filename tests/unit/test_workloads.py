@@ -58,6 +58,15 @@ def test_combined_workload_needs_what_its_parts_need():
     assert "churn -t" in cmd and "find $d -type f | xargs cat" in cmd
 
 
+def test_the_compactor_runs_full_compaction_on_a_period_beside_the_churn():
+    wl = workloads.get("churn-pagecache-compact")
+    cmd = wl.command(topology.load("two-node"), 12)
+    assert cmd.count("churn -t") == 2 and "xargs cat" in cmd
+    # one compactor for the whole guest (compact_memory compacts every node), failing loudly
+    assert cmd.count("echo 1 > /proc/sys/vm/compact_memory || exit 1") == 1
+    assert "sleep 5;" in cmd and "+ 12 ))" in cmd and "full compactions" in cmd
+
+
 def test_hotplug_cycles_blocks_while_stress_allocates(tmp_path):
     cmd = workloads.get("hotplug").command(topology.load("two-node"), 20)
     assert cmd.count("stress-ng --vm 1") == 2 and "/sys/devices/system/memory/memory$b/state" in cmd

@@ -97,7 +97,7 @@ def _free_run(z: pd.DataFrame) -> tuple[int, int]:
     raise AssertionError(f"no two adjacent wholly free regions:\n{z}")
 
 
-def _hold_around_then_write(node: int, windows: list[tuple[int, int]]) -> str:
+def _hold_around_then_write(node: int, windows: list[tuple[int, int]], pages: int) -> str:
     """One guest command: hold every free movable block in each [low, high) window through
     the test interface, largest first, each request after draining the per-cpu lists (a
     parked page outside the free run would take the writer's first allocation); then
@@ -108,7 +108,7 @@ def _hold_around_then_write(node: int, windows: list[tuple[int, int]]) -> str:
         f"while echo 'alloc nid={node} order='$o' count=1 mt=movable low_pfn={low} high_pfn={high}' "
         f"> {CONTROL} 2>/dev/null; do n=$((n+1)); done; echo held order $o: $n; done"
         for low, high in windows)
-    return (f"{holds}; numactl --membind={node} dd if=/dev/urandom of={FILE} bs=4096 count={FILE_PAGES} "
+    return (f"{holds}; numactl --membind={node} dd if=/dev/urandom of={FILE} bs=4096 count={pages} "
             f"2>/dev/null && md5sum {FILE}")
 
 
@@ -130,8 +130,9 @@ ATTEMPTS = 3
 
 @contextmanager
 def file_in_a_fresh_region(vm, node: int | None = None,
-                           usable: Callable[[pd.DataFrame, int], bool] | None = None) -> Iterator[Placed]:
-    """Write FILE into a fresh region of the top zone's highest free run (of `node`, or of
+                           usable: Callable[[pd.DataFrame, int], bool] | None = None,
+                           pages: int = FILE_PAGES) -> Iterator[Placed]:
+    """Write FILE (`pages` long) into a fresh region of the top zone's highest free run (of `node`, or of
     the node target_zone picks); the hold is freed on leaving the block, whatever happens
     inside it.
 
@@ -152,7 +153,7 @@ def file_in_a_fresh_region(vm, node: int | None = None,
         windows = [(lo, hi) for lo, hi in ((int(z["start_pfn"].iloc[0]), run_start),
                                            (run_end, int(z["end_pfn"].iloc[-1]))) if lo < hi]
         try:
-            out = vm.run(_hold_around_then_write(nid, windows), check=True, timeout=900).stdout
+            out = vm.run(_hold_around_then_write(nid, windows, pages), check=True, timeout=900).stdout
             held = sum(int(n) for n in re.findall(r"held order \d+: (\d+)", out))
             assert held > 0, out
             used = regions(vm).xs((nid, zone), level=("node", "zone"))

@@ -6,8 +6,8 @@ compaction runs after the workload.
 
 RH_STRESS_SECONDS sets the duration per topology (CI: 20 s; the nightly job: 300 s),
 RH_STRESS_WORKLOADS the workloads (CI: stress-pagecache; the nightly job adds
-churn-pagecache, the consolidation experiment's workload, thp-challenge and hotplug:
-every kind of workload) and
+churn-pagecache-compact, the consolidation experiment's workload with full compaction
+beside it, thp-challenge and hotplug: every kind of workload) and
 RH_SPOT_TOPOLOGIES (conftest.py) the topologies (CI: three; the nightly job: all).
 """
 
