@@ -89,11 +89,16 @@ def _write_holes(vm, node):
            f"&& rm -f {MNT}/h*[02468]", check=True, timeout=600)
 
 
+def _regions_holding(frame, pfn):
+    """The (node, zone, region) keys of a regions frame whose range holds pfn."""
+    return frame[(frame["start_pfn"] <= pfn) & (pfn < frame["end_pfn"])].index
+
+
 def _pages_by_region(taken, frame):
     """{(node, zone, region): pages} of the (pfn, pages) compaction took, over a regions frame."""
     out = {}
     for pfn, n in taken:
-        for key in frame[(frame["start_pfn"] <= pfn) & (pfn < frame["end_pfn"])].index:
+        for key in _regions_holding(frame, pfn):
             out[key] = out.get(key, 0) + n
     return out
 
@@ -166,8 +171,7 @@ def _by_zone(taken, frame):
     over a regions frame; ranges outside every region are left out."""
     out = {}
     for pfn, _ in taken:
-        hit = frame[(frame["start_pfn"] <= pfn) & (pfn < frame["end_pfn"])]
-        for node, zone, _ in hit.index:
+        for node, zone, _ in _regions_holding(frame, pfn):
             low, high = out.get((node, zone), (pfn, pfn))
             out[(node, zone)] = (min(low, pfn), max(high, pfn))
     return out
